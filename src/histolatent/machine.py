@@ -1,0 +1,89 @@
+"""What machine are we on: versions, threads, devices, bf16 support (for info and benchmarks)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ["histolatent", "torch", "lightning", "numpy", "scipy", "scikit-image", "scikit-learn",
+             "opencv-python-headless", "openslide-python", "openslide-bin", "tiffslide", "tifffile",
+             "imagecodecs", "zarr", "dask", "pyarrow", "pydantic", "safetensors"]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bf16_matmul_speedup(n: int = 512, repeats: int = 5) -> float:
+    """Ratio of bf16 to fp32 matmul throughput on the CPU (measured now, side by side)."""
+    import torch
+
+    def bench(dtype: torch.dtype) -> float:
+        a = torch.randn(n, n, dtype=dtype)
+        b = torch.randn(n, n, dtype=dtype)
+        a @ b
+        t = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        return time.perf_counter() - t
+
+    return bench(torch.float32) / max(bench(torch.bfloat16), 1e-9)
+
+
+def machine_info(*, probe_bf16: bool = False) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gb": _memory_gb(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.is_available(),
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        "versions": package_versions(),
+    }
+    if probe_bf16:
+        info["bf16_matmul_speedup"] = round(bf16_matmul_speedup(), 2)
+    return info
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=repo, timeout=5, check=False)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

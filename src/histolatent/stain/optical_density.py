@@ -1,0 +1,77 @@
+"""Optical density (Beer–Lambert) and colour deconvolution, numpy core.
+
+``OD = -log10(I / I0)`` per channel. An H&E image in OD space is a non-negative mix of
+stain vectors: ``OD = C @ S`` with concentrations ``C`` (N, k) and unit stain rows ``S`` (k, 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from histolatent.errors import InputError
+
+#: Ruifrok & Johnston (2001) H&E stain OD vectors (rows: haematoxylin, eosin), unit norm.
+HE_RUIFROK = np.array([[0.650, 0.704, 0.286], [0.072, 0.990, 0.105]], dtype=np.float64)
+HE_RUIFROK = HE_RUIFROK / np.linalg.norm(HE_RUIFROK, axis=1, keepdims=True)
+
+#: Macenko et al. (2009) reference H&E matrix as commonly used for normalisation targets.
+HE_MACENKO_REF = np.array([[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.5581]], dtype=np.float64)
+HE_MACENKO_REF = HE_MACENKO_REF / np.linalg.norm(HE_MACENKO_REF, axis=1, keepdims=True)
+
+_EPS = 1.0  # grey levels added before the log, so 0 maps to a finite OD
+
+
+def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
+    """Validate an RGB image; RGBA drops alpha, greyscale is replicated. Never modifies input."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise InputError(f"{name}: expected an HxWx3 RGB image, got shape {arr.shape}")
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float64) / 257.0).round().astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError(f"{name}: contains NaN or inf")
+        if arr.min() < 0 or arr.max() > 1:
+            raise InputError(f"{name}: float images must lie in [0, 1], got [{arr.min()}, {arr.max()}]")
+        return (arr * 255.0).round().astype(np.uint8)
+    raise InputError(f"{name}: unsupported dtype {arr.dtype}")
+
+
+def od_from_rgb(rgb: np.ndarray, *, background: float = 255.0) -> np.ndarray:
+    """Optical density (float32, >= 0) of a uint8 RGB image; ``background`` is I0."""
+    rgb = as_rgb_uint8(rgb, name="rgb")
+    od = -np.log10((rgb.astype(np.float32) + _EPS) / (background + _EPS))
+    return np.maximum(od, 0.0, out=od)
+
+
+def rgb_from_od(od: np.ndarray, *, background: float = 255.0) -> np.ndarray:
+    """Inverse of :func:`od_from_rgb`, rounded and clipped to uint8."""
+    od = np.asarray(od, dtype=np.float32)
+    rgb = (background + _EPS) * np.power(10.0, -od) - _EPS
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def concentrations_from_od(od: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:
+    """Least-squares concentrations ``C`` with ``OD ≈ C @ S``; shape ``od.shape[:-1] + (k,)``."""
+    s = np.asarray(stain_matrix, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] != 3:
+        raise InputError(f"stain_matrix: expected shape (k, 3), got {s.shape}")
+    flat = np.asarray(od, dtype=np.float64).reshape(-1, 3)
+    c = np.linalg.lstsq(s.T, flat.T, rcond=None)[0].T  # (N, k)
+    return c.reshape(*od.shape[:-1], s.shape[0]).astype(np.float32)
+
+
+def od_from_concentrations(c: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:
+    """``OD = C @ S``: concentrations (..., k) and stain rows (k, 3) -> OD (..., 3)."""
+    return np.asarray(c, dtype=np.float32) @ np.asarray(stain_matrix, dtype=np.float32)
+
+
+def hed_from_rgb(rgb: np.ndarray, stain_matrix: np.ndarray = HE_RUIFROK) -> np.ndarray:
+    """Haematoxylin and eosin concentration channels (H, W, 2) by colour deconvolution."""
+    return concentrations_from_od(od_from_rgb(rgb), stain_matrix)
