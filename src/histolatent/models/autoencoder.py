@@ -22,16 +22,19 @@ class AutoencoderConfig(Config):
     latent_dim: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
+    batch_norm: bool = True
 
 
-def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
+def _norm(c: int, on: bool) -> nn.Module:
+    return nn.BatchNorm2d(c) if on else nn.Identity()
 
 
-def _up(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)
-    )
+def _down(cin: int, cout: int, bn: bool) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), _norm(cout, bn), nn.LeakyReLU(0.2))
+
+
+def _up(cin: int, cout: int, bn: bool) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), _norm(cout, bn), nn.LeakyReLU(0.2))
 
 
 @register_model("autoencoder")
@@ -47,12 +50,12 @@ class Autoencoder(RepresentationModel):
         if config.image_size % (2**n_down):
             raise ValueError(f"image_size {config.image_size} must be divisible by 2**{n_down}")
         self.feat = config.image_size // 2**n_down
-        self.encoder = nn.Sequential(*[_down(a, b) for a, b in zip([config.in_channels, *ch[:-1]], ch)])
+        self.encoder = nn.Sequential(*[_down(a, b, config.batch_norm) for a, b in zip([config.in_channels, *ch[:-1]], ch)])
         self.to_z = nn.Linear(ch[-1] * self.feat**2, config.latent_dim)
         self.from_z = nn.Linear(config.latent_dim, ch[-1] * self.feat**2)
         rev = ch[::-1]
         self.decoder = nn.Sequential(
-            *[_up(a, b) for a, b in zip(rev, [*rev[1:], rev[-1]])],
+            *[_up(a, b, config.batch_norm) for a, b in zip(rev, [*rev[1:], rev[-1]])],
             nn.Conv2d(rev[-1], config.in_channels, 1),
         )
 

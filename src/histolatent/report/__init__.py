@@ -1,0 +1,5 @@
+"""HTML reports."""
+
+from histolatent.report.html import Section, write_report
+
+__all__ = ["Section", "write_report"]

@@ -1,0 +1,15 @@
+"""The training engine (Lightning Fabric): ``fit``, run folders, ``load_model``.
+
+Example
+-------
+>>> from histolatent.train import fit, load_model
+>>> run = fit("configs/autoencoder-digits.yaml", overrides=["train.steps=50"])  # doctest: +SKIP
+>>> model = load_model(run)                                                    # doctest: +SKIP
+"""
+
+from histolatent.train.config import RunConfig, TrainConfig, load_run_config
+from histolatent.train.engine import fit
+from histolatent.train.run import list_runs, load_model, read_metrics, run_summary
+
+__all__ = ["RunConfig", "TrainConfig", "fit", "list_runs", "load_model", "load_run_config",
+           "read_metrics", "run_summary"]

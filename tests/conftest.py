@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests run on tiny inputs, on the CPU, without network except the
+package registry used by the samples test (the same path users take)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``histolatent ARGS`` in a fresh interpreter (as a user would)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "histolatent.cli.app", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=cwd or REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"histolatent {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def sample_paths():
+    """The two real samples (fetched once per machine, then cached)."""
+    from histolatent import samples
+
+    return {n: samples.path(n) for n in samples.names()}
