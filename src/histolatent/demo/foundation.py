@@ -20,7 +20,7 @@ def sample_slide(ctx) -> Section:
     svs, target = samples.path("cmu-small-region"), samples.path("target-image")
     with open_slide(svs) as slide:
         thumb = slide.thumbnail(1024)
-        dims, mpp, levels = slide.dimensions, slide.mpp, len(slide.level_dimensions)
+        dims, mpp, levels = slide.dimensions, slide.mpp, slide.level_count
     tgt = np.asarray(Image.open(target).convert("RGB"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [thumb.shape[1] / thumb.shape[0], tgt.shape[1] / tgt.shape[0]]})
     axes[0].imshow(thumb)
