@@ -25,6 +25,7 @@ app = typer.Typer(
 # (module, group name) — a group of sub-commands
 _GROUPS: list[tuple[str, str]] = [
     ("runs", "runs"),
+    ("synth", "synth"),
 ]
 # (module, command name) — a single command
 _COMMANDS: list[tuple[str, str]] = [

@@ -6,6 +6,8 @@ from histolatent.datasets.registry import create_dataset, dataset_class, list_da
 
 _MODULES = [
     "digits",
+    "synth_cells",
+    "synth_digits",
 ]
 
 for _m in _MODULES:

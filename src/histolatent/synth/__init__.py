@@ -1,0 +1,62 @@
+"""SynthPath: H&E tissue, cells, stain pairs and whole slides with ground truth.
+
+Rendered in optical density (Beer–Lambert) from procedural concentration fields, with
+nuclei of known type, outline, orientation and position; plus NIC's synthetic digit
+slides and TARGET-VAE's rotated digits. Everything is a pure function of a seed.
+
+Main entry points
+-----------------
+- :func:`render_tile`, :func:`rerender`, :func:`stain_pair`, :func:`stain_pairs`
+- :func:`cell_patches`, :func:`roi_set`
+- :func:`write_slide` (pyramidal JPEG TIFF, tile by tile)
+- :func:`nic_image`, :func:`nic_slide`
+- :func:`rotated_digits`, :func:`multi_digit_canvas`
+- :func:`realism_table`, :func:`realism_figure` (in :mod:`histolatent.synth.figures`)
+"""
+
+from histolatent.synth.cells import PATCH_PRESETS, RoiSet, cell_patches, roi_set
+from histolatent.synth.digits import multi_digit_canvas, rotated_digits, split_indices
+from histolatent.synth.nic import NicImage, nic_image, nic_slide
+from histolatent.synth.render import (
+    StainPair,
+    SynthTile,
+    clean_rgb,
+    render_region,
+    render_tile,
+    rerender,
+    stain_pair,
+    stain_pairs,
+)
+from histolatent.synth.slide import Lesion, SlideTruth, random_lesion, write_slide
+from histolatent.synth.stain import (
+    CLEAN,
+    REFERENCE_MATRIX,
+    Scanner,
+    Stain,
+    site_scanner,
+    site_stain,
+)
+from histolatent.synth.tissue import PRESETS, REGIONS, TYPE_IDS, TYPES, Blob, TissueSpec, World
+
+
+def realism_table(**kwargs):
+    """See :func:`histolatent.synth.figures.realism_table` (needs the real samples)."""
+    from histolatent.synth.figures import realism_table as _t
+
+    return _t(**kwargs)
+
+
+def realism_figure(out_path, **kwargs):
+    """See :func:`histolatent.synth.figures.realism_figure` (needs the real samples)."""
+    from histolatent.synth.figures import realism_figure as _f
+
+    return _f(out_path, **kwargs)
+
+
+__all__ = [
+    "CLEAN", "PATCH_PRESETS", "PRESETS", "REFERENCE_MATRIX", "REGIONS", "TYPES", "TYPE_IDS", "Blob", "Lesion",
+    "NicImage", "RoiSet", "Scanner", "SlideTruth", "Stain", "StainPair", "SynthTile", "TissueSpec", "World",
+    "cell_patches", "clean_rgb", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
+    "realism_table", "render_region", "render_tile", "rerender", "roi_set", "rotated_digits", "site_scanner",
+    "site_stain", "split_indices", "stain_pair", "stain_pairs", "write_slide",
+]
