@@ -20,6 +20,7 @@ from histolatent.report import Section, write_report
 STAGES: list[tuple[str, str]] = [
     ("histolatent.demo.foundation", "sample_slide"),
     ("histolatent.demo.foundation", "reference_model"),
+    ("histolatent.demo.synth", "synthpath"),
 ]
 
 
