@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 OUT ?= histolatent-demo
 JOBS ?= 2
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-deps clean
 
 setup: $(STAMP)
 
@@ -22,14 +22,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/histolatent demo --out $(OUT)
 
+# One torch/OpenMP thread per test worker: JOBS workers x N threads on JOBS cores would
+# oversubscribe them, and spin-waiting OpenMP threads then run ~10x slower.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/histolatent bench engine
+
+# peers compared against in benchmarks/stain_speed.py (never needed by the package)
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m pip install -q --no-deps staintools==2.1.2
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

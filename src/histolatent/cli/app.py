@@ -25,6 +25,9 @@ app = typer.Typer(
 # (module, group name) — a group of sub-commands
 _GROUPS: list[tuple[str, str]] = [
     ("runs", "runs"),
+    ("slide", "slide"),
+    ("stain", "stain"),
+    ("nuclei", "nuclei"),
     ("synth", "synth"),
 ]
 # (module, command name) — a single command

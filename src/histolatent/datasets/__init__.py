@@ -8,6 +8,7 @@ _MODULES = [
     "digits",
     "synth_cells",
     "synth_digits",
+    "nuclei_tiles",
 ]
 
 for _m in _MODULES:

@@ -21,6 +21,8 @@ STAGES: list[tuple[str, str]] = [
     ("histolatent.demo.foundation", "sample_slide"),
     ("histolatent.demo.foundation", "reference_model"),
     ("histolatent.demo.synth", "synthpath"),
+    ("histolatent.demo.stain", "stain"),
+    ("histolatent.demo.nuclei", "nuclei"),
 ]
 
 

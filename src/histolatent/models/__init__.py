@@ -10,6 +10,8 @@ from histolatent.models.registry import create_model, list_models, model_class, 
 
 _MODULES = [
     "autoencoder",
+    "unet",
+    "colorizer",
 ]
 
 for _m in _MODULES:

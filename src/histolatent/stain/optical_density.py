@@ -2,6 +2,11 @@
 
 ``OD = -log10(I / I0)`` per channel. An H&E image in OD space is a non-negative mix of
 stain vectors: ``OD = C @ S`` with concentrations ``C`` (N, k) and unit stain rows ``S`` (k, 3).
+
+Units: OD is in **log10** units throughout histolatent. Reference implementations of
+Macenko and Vahadane (and torchstain, StainTools) use natural-log OD; thresholds and
+sparsity weights quoted from them are divided by ``ln 10`` here (e.g. Macenko's
+``beta = 0.15`` becomes :data:`BETA_MACENKO` = 0.0651); stain directions are unaffected.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ HE_MACENKO_REF = np.array([[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.5581]], 
 HE_MACENKO_REF = HE_MACENKO_REF / np.linalg.norm(HE_MACENKO_REF, axis=1, keepdims=True)
 
 _EPS = 1.0  # grey levels added before the log, so 0 maps to a finite OD
+
+#: Macenko's transparency threshold 0.15 (natural-log OD) in log10 units.
+BETA_MACENKO = 0.15 / np.log(10.0)
 
 
 def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
@@ -43,18 +51,46 @@ def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     raise InputError(f"{name}: unsupported dtype {arr.dtype}")
 
 
-def od_from_rgb(rgb: np.ndarray, *, background: float = 255.0) -> np.ndarray:
-    """Optical density (float32, >= 0) of a uint8 RGB image; ``background`` is I0."""
+def od_from_rgb(rgb: np.ndarray, *, background: float = 255.0, clip: bool = True) -> np.ndarray:
+    """Optical density (float32) of a uint8 RGB image; ``background`` is I0.
+
+    ``OD = log10((I0 + 1) / (I + 1))``: the +1 keeps black finite and maps ``I0`` to 0.
+    With ``clip`` (default) pixels brighter than ``I0`` get 0; without it they get a small
+    negative OD, so that :func:`rgb_from_od` round-trips them exactly.
+    """
     rgb = as_rgb_uint8(rgb, name="rgb")
-    od = -np.log10((rgb.astype(np.float32) + _EPS) / (background + _EPS))
-    return np.maximum(od, 0.0, out=od)
+    return od_lut(background)[rgb] if not clip else np.maximum(od_lut(background)[rgb], 0.0)
+
+
+def od_lut(background: float = 255.0) -> np.ndarray:
+    """OD of each grey level 0..255 (float32, unclipped): ``log10((I0 + 1) / (I + 1))``."""
+    levels = np.arange(256, dtype=np.float64)
+    return np.log10((background + _EPS) / (levels + _EPS)).astype(np.float32)
 
 
 def rgb_from_od(od: np.ndarray, *, background: float = 255.0) -> np.ndarray:
     """Inverse of :func:`od_from_rgb`, rounded and clipped to uint8."""
     od = np.asarray(od, dtype=np.float32)
-    rgb = (background + _EPS) * np.power(10.0, -od) - _EPS
+    rgb = (background + _EPS) * np.power(np.float32(10.0), -od) - _EPS
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def tissue_pixel_mask(rgb: np.ndarray, *, od_threshold: float = BETA_MACENKO,
+                      background: float = 255.0, dark_level: int = 8) -> np.ndarray:
+    """Pixels that carry stain: OD >= ``od_threshold`` in every channel, and not near black.
+
+    This is Macenko's transparency criterion (all channels above ``beta``), plus the
+    exclusion of pixels darker than ``dark_level`` in every channel (scanner borders,
+    black ink, an all-black tile), whose colour says nothing about the stains.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool.
+    """
+    rgb = as_rgb_uint8(rgb, name="rgb")
+    od = od_lut(background)[rgb]
+    return (od.min(axis=-1) >= od_threshold) & (rgb.max(axis=-1) >= dark_level)
 
 
 def concentrations_from_od(od: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:

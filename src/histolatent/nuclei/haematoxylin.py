@@ -1,0 +1,65 @@
+"""The haematoxylin channel of an H&E image by colour deconvolution (Ruifrok & Johnston 2001).
+
+Nuclei are where haematoxylin is: every classical detector and segmenter in
+:mod:`histolatent.nuclei` works on the haematoxylin concentration map, in decadic
+optical-density units (the convention of :mod:`histolatent.stain`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from histolatent.errors import InputError
+from histolatent.stain.optical_density import HE_RUIFROK, as_rgb_uint8, od_lut
+
+
+def _stain_rows(stain_matrix: np.ndarray | str | None, rgb: np.ndarray) -> np.ndarray:
+    if stain_matrix is None or (isinstance(stain_matrix, str) and stain_matrix == "ruifrok"):
+        return HE_RUIFROK
+    if isinstance(stain_matrix, str):
+        if stain_matrix != "macenko":
+            raise InputError(f"stain_matrix: expected an array, 'ruifrok' or 'macenko', got {stain_matrix!r}")
+        from histolatent.stain.macenko import macenko_stain_matrix
+
+        try:
+            return macenko_stain_matrix(rgb)
+        except InputError:  # too little tissue to estimate: fall back to the published vectors
+            return HE_RUIFROK
+    m = np.asarray(stain_matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] != 3 or m.shape[0] not in (2, 3) or not np.isfinite(m).all():
+        raise InputError(f"stain_matrix: expected a finite (2, 3) or (3, 3) array of OD rows, got shape {m.shape}")
+    return m
+
+
+def haematoxylin_from_rgb(rgb: np.ndarray, *, stain_matrix: np.ndarray | str | None = None,
+                          background: float = 255.0) -> np.ndarray:
+    """Haematoxylin concentration of each pixel (colour deconvolution).
+
+    Parameters
+    ----------
+    rgb : ndarray, (H, W, 3)
+        H&E image (uint8, or float in [0, 1]); never modified.
+    stain_matrix : (2, 3) or (3, 3) array, "ruifrok", "macenko" or None
+        OD rows, haematoxylin first. None or "ruifrok" uses Ruifrok & Johnston's vectors;
+        "macenko" estimates the image's own (falls back to Ruifrok on too little tissue).
+    background : float
+        Glass intensity I0 (grey levels).
+
+    Returns
+    -------
+    ndarray, (H, W) float32
+        Least-squares haematoxylin concentration, decadic OD units (0 on glass). It equals
+        the first channel of :func:`histolatent.stain.hed_from_rgb` for the same matrix.
+
+    Notes
+    -----
+    OD is a per-channel lookup, so the concentration is ``L_R[r] + L_G[g] + L_B[b]`` with
+    three 256-entry tables (the first row of the pseudo-inverse times the OD table): one
+    pass over the image, no float copy of it.
+    """
+    img = as_rgb_uint8(rgb, name="rgb")
+    rows = _stain_rows(stain_matrix, img)
+    w = np.linalg.pinv(rows.T)[0]  # (3,) weights: c_H = od @ w
+    lut = np.maximum(od_lut(background), 0.0).astype(np.float64)  # od_from_rgb clips at 0
+    tables = (lut[None, :] * w[:, None]).astype(np.float32)  # (3, 256)
+    return tables[0][img[..., 0]] + tables[1][img[..., 1]] + tables[2][img[..., 2]]

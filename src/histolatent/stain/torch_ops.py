@@ -1,0 +1,273 @@
+"""Batched torch kernels behind the normalisers' tensor path (CPU or CUDA, no autograd needed).
+
+Tensors here are ``(N, 3, P)``: N images, RGB, P pixels in raster order; masks ``(N, P)``
+bool. Every estimate also returns ``ok`` ``(N,)``: False where the image has too little
+tissue or degenerate stains, in which case its other outputs are finite placeholders and
+the caller returns the image unchanged. The maths mirrors the numpy code in
+:mod:`~histolatent.stain.macenko` and :mod:`~histolatent.stain.vahadane`, including the
+raster-stride subsample and the histogram quantiles, so that both paths agree to within
+one grey level. Per-pixel work is float32; 3 x 3 and 2 x 3 matrices are float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from histolatent.stain.base import subsample_stride
+from histolatent.stain.macenko import _MAX_COS, _MIN_EIG_RATIO, C_BINS, PHI_BINS, PHI_RANGE
+from histolatent.stain.quantile import hist_quantile_torch
+
+#: log2(10): OD in log2 units is this times OD in log10 units.
+LOG2_10 = math.log2(10.0)
+
+
+def od2_from_uint8_torch(x8: Tensor, background: float) -> Tensor:
+    """Optical density in **log2** units, ``log2((I0 + 1) / (I + 1))``, float32, unclipped.
+
+    The torch path works in log2 units because ``log2``/``exp2`` are vectorised on CPU
+    where ``exp`` and table look-ups are an order of magnitude slower; stain directions
+    do not depend on the base, and thresholds and concentrations are converted
+    (:data:`LOG2_10`).
+    """
+    return x8.to(torch.float32).add_(1.0).log2_().neg_().add_(math.log2(background + 1.0))
+
+
+def rgb255_from_od2_torch(od2: Tensor, background: float) -> Tensor:
+    """``(I0 + 1) * 2**(-OD2) - 1`` (float32, unrounded, unclipped); consumes ``od2``."""
+    return od2.neg_().exp2_().mul_(background + 1.0).sub_(1.0)
+
+
+def stain_pixel_mask_torch(od2: Tensor, mask: Tensor | None, beta: float, background: float) -> Tensor:
+    """Stained pixels ``(N, P)``: OD >= beta (log10 units) in every channel and not near black
+    (some channel >= 8, i.e. the smallest OD below that of grey level 8)."""
+    od_min = od2.amin(dim=1)
+    dark = math.log2((background + 1.0) / 8.5)  # between the ODs of levels 7 and 8
+    keep = (od_min >= beta * LOG2_10) & (od_min <= dark)
+    return keep if mask is None else keep & mask
+
+
+def masked_cov_torch(x: Tensor, w: Tensor) -> Tensor:
+    """Weighted covariance ``(N, 3, 3)`` float64 of ``x`` ``(N, 3, P)`` with 0/1 weights ``w``."""
+    n = w.sum(dim=1).to(torch.float64).clamp(min=2.0)
+    xw = x * w[:, None]
+    s1 = xw.sum(dim=2).to(torch.float64)  # (N, 3)
+    s2 = torch.bmm(xw, x.transpose(1, 2)).to(torch.float64)  # (N, 3, 3)
+    mean = s1 / n[:, None]
+    cov = (s2 - n[:, None, None] * mean[:, :, None] * mean[:, None, :]) / (n - 1)[:, None, None]
+    return torch.where(torch.isfinite(cov), cov, torch.zeros_like(cov))
+
+
+def macenko_estimate_torch(od: Tensor, mask: Tensor | None, *, width: int, alpha: float,
+                           beta: float, background: float, max_fit_pixels: int | None, min_fraction: float,
+                           min_pixels: int, stained_percentile: bool = False
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image Macenko stain matrices.
+
+    Parameters
+    ----------
+    od : Tensor
+        ``(N, 3, P)`` float32 OD in log2 units (:func:`od2_from_uint8_torch`).
+    mask : Tensor, optional
+        ``(N, P)`` bool user mask.
+    width : int
+        Image width (the subsample stride is made coprime with it).
+
+    Returns
+    -------
+    stains : Tensor
+        ``(N, 2, 3)`` float64 unit rows (H, E).
+    max_c : Tensor
+        ``(N, 2)`` float64 99th-percentile concentrations (log10 units) over all pixels
+        (inside ``mask``), or over the stained ones with ``stained_percentile``.
+    ok : Tensor
+        ``(N,)`` bool.
+    """
+    n, _, p = od.shape
+    k = subsample_stride(p, max_fit_pixels, width)
+    ods = od[:, :, ::k]
+    msub = None if mask is None else mask[:, ::k]
+    keep = stain_pixel_mask_torch(ods, msub, beta, background)  # (N, Ps)
+    ps = ods.shape[2]
+    cnt = keep.sum(dim=1)
+    ok = (cnt >= min_pixels) & (cnt >= min_fraction * ps) & (cnt >= 3)
+    cov = masked_cov_torch(ods, keep.to(ods.dtype))
+    evals, evecs = torch.linalg.eigh(cov)
+    ok &= (evals[:, 2] > 1e-12) & (evals[:, 1] > _MIN_EIG_RATIO * evals[:, 2])
+    e1 = evecs[..., 2]
+    sign = torch.where(e1.sum(-1) < 0, -1.0, 1.0).to(e1.dtype)
+    plane = torch.stack([evecs[..., 1], e1 * sign[:, None]], dim=-1)  # (N, 3, 2)
+    proj = torch.bmm(plane.transpose(1, 2).to(ods.dtype), ods)  # (N, 2, Ps)
+    phi = torch.atan2(proj[:, 1], proj[:, 0])
+    lo_hi = hist_quantile_torch(phi, keep, [alpha / 100.0, 1.0 - alpha / 100.0], bins=PHI_BINS,
+                                value_range=PHI_RANGE)  # (2, N)
+    v_lo, v_hi = ((plane @ torch.stack([torch.cos(a), torch.sin(a)], -1)[..., None])[..., 0]
+                  for a in lo_hi)
+    h_first = (v_lo[:, 0] > v_hi[:, 0])[:, None]
+    s = torch.stack([torch.where(h_first, v_lo, v_hi), torch.where(h_first, v_hi, v_lo)], dim=1)
+    s = s / s.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    ok &= ((s[:, 0] * s[:, 1]).sum(-1).abs() <= _MAX_COS) & torch.isfinite(s).flatten(1).all(1)
+    eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=s.dtype, device=s.device)
+    safe = torch.where(ok[:, None, None], s, eye)
+    pinv = torch.linalg.pinv(safe)  # (N, 3, 2)
+    c = torch.bmm(pinv.transpose(1, 2).to(ods.dtype), ods)  # (N, 2, Ps)
+    valid = keep if stained_percentile else msub
+    valid2 = None if valid is None else valid[:, None, :].expand(n, 2, ps).reshape(2 * n, ps)
+    od_lo, od_hi = math.log2((background + 1.0) / 256.0), math.log2(background + 1.0)
+    a, b = pinv * od_lo, pinv * od_hi
+    c_lo, c_hi = torch.minimum(a, b).sum(1).reshape(-1), torch.maximum(a, b).sum(1).reshape(-1)  # (2N,)
+    max_c = hist_quantile_torch(c.reshape(2 * n, ps), valid2, [0.99], bins=C_BINS,
+                                value_range=(c_lo, c_hi))[0].view(n, 2) / LOG2_10
+    ok &= (max_c > 1e-6).all(-1)
+    if valid is not None:
+        ok &= valid.any(dim=1)
+    return safe, torch.where(ok[:, None], max_c, torch.ones_like(max_c)), ok
+
+
+def nn_lasso2_torch(od: Tensor, stains: Tensor, lam: float) -> Tensor:
+    """Batched exact two-stain non-negative LASSO (see :func:`~histolatent.stain.vahadane.nn_lasso2`).
+
+    Parameters
+    ----------
+    od : Tensor
+        ``(N, 3, P)`` optical density.
+    stains : Tensor
+        ``(N, 2, 3)`` stain rows.
+
+    Returns
+    -------
+    Tensor
+        ``(N, 2, P)`` concentrations >= 0, dtype of ``od``.
+    """
+    s = stains.to(od.dtype)
+    g = (s @ s.transpose(1, 2)).to(torch.float64)  # (N, 2, 2)
+    b = torch.bmm(s, od).sub_(lam)  # (N, 2, P)
+    g00, g01, g11 = (g[:, 0, 0, None].to(od.dtype), g[:, 0, 1, None].to(od.dtype),
+                     g[:, 1, 1, None].to(od.dtype))
+    det = g00 * g11 - g01 * g01
+    b0, b1 = b[:, 0], b[:, 1]
+    both0 = (g11 * b0 - g01 * b1) / det
+    both1 = (g00 * b1 - g01 * b0) / det
+    h = b0.clamp(min=0) / g00  # only haematoxylin
+    e = b1.clamp(min=0) / g11  # only eosin
+    # objective 1/2 c G c - b c of each candidate
+    f_h = 0.5 * g00 * h * h - b0 * h
+    f_e = 0.5 * g11 * e * e - b1 * e
+    f_both = 0.5 * (g00 * both0 * both0 + 2 * g01 * both0 * both1 + g11 * both1 * both1) \
+        - b0 * both0 - b1 * both1
+    f_both = torch.where((both0 >= 0) & (both1 >= 0), f_both, float("inf"))
+    use_e = f_e < f_h
+    c0 = torch.where(use_e, 0.0, h)
+    c1 = torch.where(use_e, e, 0.0)
+    use_both = f_both < torch.minimum(f_h, f_e)
+    return torch.stack([torch.where(use_both, both0, c0), torch.where(use_both, both1, c1)], dim=1)
+
+
+def vahadane_estimate_torch(od: Tensor, mask: Tensor | None, *, width: int, beta: float, background: float,
+                            lambda1: float, lambda2: float, n_iter: int, max_fit_pixels: int | None,
+                            min_fraction: float, min_pixels: int
+                            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-image Vahadane dictionaries and concentrations.
+
+    Parameters
+    ----------
+    od : Tensor
+        ``(N, 3, P)`` float32 OD in log10 units.
+
+    Returns
+    -------
+    stains : Tensor
+        ``(N, 2, 3)`` float64 (H, E).
+    conc : Tensor
+        ``(N, 2, P)`` float32 concentrations of every pixel (``lambda2``).
+    max_c : Tensor
+        ``(N, 2)`` float64 99th percentiles over all pixels inside ``mask``.
+    ok : Tensor
+        ``(N,)`` bool.
+    """
+    from histolatent.stain.optical_density import HE_RUIFROK
+
+    n, _, p = od.shape
+    k = subsample_stride(p, max_fit_pixels, width)
+    ods = od[:, :, ::k].contiguous()
+    msub = None if mask is None else mask[:, ::k]
+    keep = stain_pixel_mask_torch(ods * LOG2_10, msub, beta, background)  # (N, Ps)
+    cnt = keep.sum(dim=1)
+    ok = (cnt >= min_pixels) & (cnt >= min_fraction * ods.shape[2]) & (cnt >= 3)
+    w = keep.to(ods.dtype)
+    s = torch.as_tensor(HE_RUIFROK, dtype=torch.float64, device=od.device).expand(n, 2, 3).clone()
+    for _ in range(n_iter):
+        c = nn_lasso2_torch(ods, s, lambda1) * w[:, None]  # (N, 2, Ps), stained pixels only
+        a = (c @ c.transpose(1, 2)).to(torch.float64)  # (N, 2, 2)
+        b = (c @ ods.transpose(1, 2)).to(torch.float64)  # (N, 2, 3)
+        old = s.clone()
+        for j in range(2):  # block coordinate descent, projected on {s >= 0, |s| <= 1}
+            ajj = a[:, j, j, None]
+            u = (s[:, j] + (b[:, j] - (a[:, j, :, None] * s).sum(1)) / ajj.clamp(min=1e-12)).clamp(min=0)
+            u = u / u.norm(dim=-1, keepdim=True).clamp(min=1.0)
+            s[:, j] = torch.where(ajj > 1e-12, u, s[:, j])
+        if bool(((s - old).abs().amax() < 1e-5).item()):
+            break
+    norms = s.norm(dim=-1, keepdim=True)
+    ok &= (norms[..., 0] > 1e-6).all(-1)
+    s = s / norms.clamp(min=1e-6)
+    swap = (s[:, 0, 0] < s[:, 1, 0])[:, None, None]
+    s = torch.where(swap, s.flip(1), s)
+    ok &= torch.isfinite(s).flatten(1).all(1) & ((s[:, 0] * s[:, 1]).sum(-1).abs() <= _MAX_COS)
+    eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=s.dtype, device=s.device)
+    s = torch.where(ok[:, None, None], s, eye)
+    conc = nn_lasso2_torch(od, s, lambda2)  # (N, 2, P)
+    valid2 = None if mask is None else mask[:, None, :].expand(n, 2, p).reshape(2 * n, p)
+    max_c = hist_quantile_torch(conc.reshape(2 * n, p), valid2, [0.99])[0].view(n, 2)
+    ok &= (max_c > 1e-6).all(-1)
+    if mask is not None:
+        ok &= mask.any(dim=1)
+    return s, conc, torch.where(ok[:, None], max_c, torch.ones_like(max_c)), ok
+
+
+def lab_from_rgb8_torch(x8: Tensor) -> Tensor:
+    """CIE L*a*b* (D65) of uint8 sRGB ``(N, 3, P)`` -> float32 ``(N, 3, P)`` (same formulas as
+    :func:`~histolatent.stain.reinhard.lab_from_rgb`)."""
+    from histolatent.stain.reinhard import _DELTA, _RGB2XYZ, _WHITE, _srgb_to_linear
+
+    lut = torch.as_tensor(_srgb_to_linear(torch.arange(256).double().numpy() / 255.0),
+                          dtype=torch.float32, device=x8.device)
+    lin = lut[x8.to(torch.int64)]
+    m = torch.as_tensor(_RGB2XYZ / _WHITE[:, None], dtype=torch.float32, device=x8.device)
+    xyz = torch.einsum("ij,njp->nip", m, lin)
+    f = torch.where(xyz > _DELTA**3, xyz.clamp(min=0).pow(1.0 / 3.0), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    return torch.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], 1)
+
+
+def rgb255_from_lab_torch(lab: Tensor) -> Tensor:
+    """Inverse of :func:`lab_from_rgb8_torch`: float sRGB in [0, 255], unrounded."""
+    from histolatent.stain.reinhard import _DELTA, _WHITE, _XYZ2RGB
+
+    fy = (lab[:, 0] + 16.0) / 116.0
+    f = torch.stack([fy + lab[:, 1] / 500.0, fy, fy - lab[:, 2] / 200.0], 1)
+    xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0))
+    m = torch.as_tensor(_XYZ2RGB * _WHITE[None, :], dtype=torch.float32, device=lab.device)
+    lin = torch.einsum("ij,njp->nip", m, xyz).clamp(0.0, 1.0)
+    srgb = torch.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin.clamp(min=1e-12).pow(1.0 / 2.4) - 0.055)
+    return 255.0 * srgb
+
+
+def lab_from_rgb_torch(x: Tensor) -> Tensor:
+    """CIE L*a*b* (D65) of float sRGB ``(N, 3, H, W)`` in [0, 1] -> ``(N, 3, H, W)`` float32
+    (differentiable; same formulas as :func:`~histolatent.stain.reinhard.lab_from_rgb`)."""
+    from histolatent.stain.reinhard import _DELTA, _RGB2XYZ, _WHITE
+
+    c = x.to(torch.float32).clamp(0.0, 1.0)
+    lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp(min=1e-12).pow(2.4))
+    m = torch.as_tensor(_RGB2XYZ / _WHITE[:, None], dtype=torch.float32, device=x.device)
+    xyz = torch.einsum("ij,njhw->nihw", m, lin)
+    f = torch.where(xyz > _DELTA**3, xyz.clamp(min=1e-12).pow(1.0 / 3.0), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    return torch.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], 1)
+
+
+def rgb_from_lab_torch(lab: Tensor) -> Tensor:
+    """Inverse of :func:`lab_from_rgb_torch`: ``(N, 3, H, W)`` Lab -> sRGB in [0, 1]."""
+    n, _, h, w = lab.shape
+    return rgb255_from_lab_torch(lab.reshape(n, 3, h * w)).reshape(n, 3, h, w) / 255.0
