@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.conftest import REPO, run_cli
 
 from histolatent.errors import ConfigError, InputError, TrainingError
 from histolatent.models import register_model
 from histolatent.models.autoencoder import Autoencoder, AutoencoderConfig
 from histolatent.train import fit, load_model, read_metrics
 from histolatent.train.checkpoint import latest_checkpoint
-from tests.conftest import REPO, run_cli
 
 TINY = Path(__file__).with_name("tiny.yaml")
 

@@ -2,7 +2,12 @@
 
 from importlib import import_module
 
-from histolatent.datasets.registry import create_dataset, dataset_class, list_datasets, register_dataset
+from histolatent.datasets.registry import (
+    create_dataset,
+    dataset_class,
+    list_datasets,
+    register_dataset,
+)
 
 _MODULES = [
     "digits",

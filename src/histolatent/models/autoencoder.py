@@ -50,12 +50,12 @@ class Autoencoder(RepresentationModel):
         if config.image_size % (2**n_down):
             raise ValueError(f"image_size {config.image_size} must be divisible by 2**{n_down}")
         self.feat = config.image_size // 2**n_down
-        self.encoder = nn.Sequential(*[_down(a, b, config.batch_norm) for a, b in zip([config.in_channels, *ch[:-1]], ch)])
+        self.encoder = nn.Sequential(*[_down(a, b, config.batch_norm) for a, b in zip([config.in_channels, *ch[:-1]], ch, strict=True)])
         self.to_z = nn.Linear(ch[-1] * self.feat**2, config.latent_dim)
         self.from_z = nn.Linear(config.latent_dim, ch[-1] * self.feat**2)
         rev = ch[::-1]
         self.decoder = nn.Sequential(
-            *[_up(a, b, config.batch_norm) for a, b in zip(rev, [*rev[1:], rev[-1]])],
+            *[_up(a, b, config.batch_norm) for a, b in zip(rev, [*rev[1:], rev[-1]], strict=True)],
             nn.Conv2d(rev[-1], config.in_channels, 1),
         )
 

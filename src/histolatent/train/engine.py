@@ -113,7 +113,7 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None) -> P
     names = list(raw_opts)
     wrapped = fabric.setup_optimizers(*raw_opts.values())
     wrapped = wrapped if isinstance(wrapped, (list, tuple)) else [wrapped]
-    optimizers = EngineOptimizers(fabric, dict(zip(names, wrapped)), grad_clip=t.grad_clip)
+    optimizers = EngineOptimizers(fabric, dict(zip(names, wrapped, strict=True)), grad_clip=t.grad_clip)
     schedulers = {n: s for n in names if (s := build_scheduler(raw_opts[n], t.scheduler, t.steps)) is not None}
     plateau = t.scheduler.name == "plateau"
 
@@ -225,7 +225,7 @@ def _floats(terms: dict[str, Any]) -> dict[str, float]:
         return {}
     keys = list(terms)
     tensors = [torch.as_tensor(terms[k]).detach().float().reshape(()).cpu() for k in keys]
-    return dict(zip(keys, torch.stack(tensors).tolist()))
+    return dict(zip(keys, torch.stack(tensors).tolist(), strict=True))
 
 
 def _check_finite(values: dict[str, float], skipped: list[tuple[str, float]], step: int,

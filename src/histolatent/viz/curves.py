@@ -27,11 +27,11 @@ def training_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, 
     if not keys:
         raise ValueError(f"{metrics_csv}: no metric columns")
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    for ax, k in zip(axes[0], keys, strict=True):
         for split, style in (("train", "-"), ("val", "o--")):
             pts = [(int(r["step"]), float(r[k])) for r in rows if r["split"] == split and r.get(k) not in ("", None)]
             if pts:
-                xs, ys = zip(*pts)
+                xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, style, label=split, ms=3)
         ax.set_title(k)
         ax.set_xlabel("step")
