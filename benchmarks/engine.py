@@ -67,9 +67,12 @@ def engine_steps_per_s(steps: int, precision: str, out: Path) -> float:
     return (int(rows[-1]["step"]) - int(rows[0]["step"])) / (last - first)
 
 
-def main(quick: bool = False) -> dict:
+def main(quick: bool = False, threads: int = 1) -> dict:
+    # One thread on both sides: on a shared 2-core machine a second OpenMP thread spin-waits
+    # for a core and makes timings swing 10x; the ratio is what this benchmark is about.
+    torch.set_num_threads(threads)
     steps = 30 if quick else 150
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     bare, eng, bf16 = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
@@ -85,11 +88,12 @@ def main(quick: bool = False) -> dict:
         "engine_bf16_steps_per_s": round(h, 2),
     }
     notes = (f"Reference autoencoder (channels 32-64-128, 32x32 digits, batch {BATCH}), {steps} steps x "
-             f"{repeats} interleaved repeats, medians. Engine runs log every step (worst case) with the "
-             "progress bar on. Overhead = bare/engine - 1.")
+             f"{repeats} interleaved repeats, medians, torch threads {threads}. Engine runs log every step "
+             "(worst case) with the progress bar on. Overhead = bare/engine - 1.")
     if not quick:
         save_result("engine", figures, details={"bare": bare, "engine_fp32": eng, "engine_bf16": bf16,
-                                                "steps": steps, "repeats": repeats, "batch_size": BATCH},
+                                                "steps": steps, "repeats": repeats, "batch_size": BATCH,
+                                                "torch_threads": threads},
                     notes=notes)
     return figures
 
