@@ -37,6 +37,8 @@ _COMMANDS: list[tuple[str, str]] = [
     ("train", "train"),
     ("demo", "demo"),
     ("bench", "bench"),
+    ("embed", "embed"),
+    ("probe", "probe"),
 ]
 
 

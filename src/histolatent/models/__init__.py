@@ -10,6 +10,8 @@ from histolatent.models.registry import create_model, list_models, model_class, 
 
 _MODULES = [
     "autoencoder",
+    "vae",
+    "se2n_vae",
     "unet",
     "colorizer",
 ]
