@@ -39,6 +39,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("bench", "bench"),
     ("embed", "embed"),
     ("probe", "probe"),
+    ("cluster", "cluster"),
 ]
 
 

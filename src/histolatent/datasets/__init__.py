@@ -14,6 +14,7 @@ _MODULES = [
     "synth_cells",
     "synth_digits",
     "nuclei_tiles",
+    "synth_nuclei_crops",
 ]
 
 for _m in _MODULES:

@@ -23,6 +23,7 @@ STAGES: list[tuple[str, str]] = [
     ("histolatent.demo.synth", "synthpath"),
     ("histolatent.demo.stain", "stain"),
     ("histolatent.demo.nuclei", "nuclei"),
+    ("histolatent.demo.infogan", "infogan"),
     ("histolatent.demo.se2n_vae", "se2n_vae"),
 ]
 

@@ -12,6 +12,7 @@ _MODULES = [
     "autoencoder",
     "vae",
     "se2n_vae",
+    "infogan",
     "unet",
     "colorizer",
 ]
