@@ -106,3 +106,27 @@ def test_probe_command_aggregates_rois(tmp_path):
     assert set(res) == {"z_iso", "mna,sdna", "z_ori"}  # z_ori: ROI histograms, rotation-invariant probe
     assert res["z_iso"]["mean"] > 0.8 and res["mna,sdna"]["mean"] > 0.8
     assert res["z_ori"]["mean"] < 0.8  # random angles carry no grade
+
+
+def test_embed_reads_patches_from_the_slide_given_by_path(tmp_path):
+    """Cell tables from `histolatent nuclei` name their slide by id: `--slide` supplies the file."""
+    from histolatent.cli.embed import command as embed
+    from histolatent.io.tiff_writer import write_pyramidal_tiff
+    from histolatent.train.run import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("se2n-vae", **{**TINY, "in_channels": 3})
+    save_weights(model, tmp_path / "run", step=0)
+    rgb = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    write_pyramidal_tiff(tmp_path / "s.tiff", rgb, size=(128, 128), mpp=0.25, tile_px=64, compression="none")
+    pd.DataFrame({"slide_id": "s", "x": [40.0, 80.0], "y": [50.0, 70.0]}).to_parquet(tmp_path / "c.parquet")
+    embed(tmp_path / "run", cells=tmp_path / "c.parquet", out=tmp_path / "e.parquet", patches=None,
+          slide=tmp_path / "s.tiff", mpp=0.25, parts=["z_iso"], batch_size=8, precision="fp32")
+    out = pd.read_parquet(tmp_path / "e.parquet")
+    assert "slide" not in out.columns and list(out.columns[:3]) == ["slide_id", "x", "y"]
+    # the embedding is that of the patch read around (x, y), not of some other crop
+    direct = encode_patches(model, np.ascontiguousarray(rgb[None, 50 - 16:50 + 16, 40 - 16:40 + 16]), parts=["z_iso"])
+    np.testing.assert_allclose(out[[f"z_iso_{i:02d}" for i in range(3)]].to_numpy()[0], direct["z_iso"][0], atol=1e-4)
+    with pytest.raises(InputError, match="--slide"):
+        embed(tmp_path / "run", cells=tmp_path / "c.parquet", out=tmp_path / "f.parquet", patches=None,
+              slide=tmp_path / "missing.tiff", mpp=0.25, parts=[], batch_size=8, precision="fp32")

@@ -171,3 +171,13 @@ def test_scheduler_early_stopping_and_clipping(tmp_path):
 
     meta = json.loads((run / "model.json").read_text())
     assert meta["stopped_early"] and meta["step"] < 200
+
+
+def test_threads_option_sets_torch_threads(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # make test runs with OMP_NUM_THREADS=1: start from another value
+    try:
+        fit(TINY, out=tmp_path / "t", overrides=["train.threads=1", "train.steps=2"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,9 @@ def command(
     patches: Path = typer.Option(None, "--patches",
                                  help="uint8 (N, H, W, 3) .npy of patches aligned with the table's rows; "
                                       "without it patches are read from the 'slide' column at (x, y)."),
+    slide: Path = typer.Option(None, "--slide",
+                               help="The slide or image every cell comes from (tables written by "
+                                    "`histolatent nuclei` name their slide by id, not by path)."),
     mpp: float = typer.Option(0.25, "--mpp", help="Patch resolution (µm/px) when reading from slides."),
     parts: list[str] = typer.Option([], "--part", help="Encode part(s) to keep (repeatable; default all)."),
     batch_size: int = typer.Option(256, "--batch-size"),
@@ -39,7 +42,12 @@ def command(
             raise InputError(f"--patches {str(patches)!r} does not exist")
         arr = np.load(patches, mmap_mode="r")
     else:
-        arr = read_cell_patches(table, size_px=model.config.image_size, mpp=mpp)
+        source = table
+        if slide is not None:
+            if not slide.exists():
+                raise InputError(f"--slide {str(slide)!r} does not exist")
+            source = table.assign(slide=str(slide))  # only for reading; the output keeps the table's columns
+        arr = read_cell_patches(source, size_px=model.config.image_size, mpp=mpp)
     result = embed_cells(model, table, arr, parts=parts or None, batch_size=batch_size, precision=precision)
     with atomic_path(out) as tmp:
         result.to_parquet(tmp, index=False)

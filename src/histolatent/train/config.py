@@ -39,6 +39,8 @@ class TrainConfig(Config):
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: str = "32-true"
     num_workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's, or "
+                                "cores / processes under DDP); 1 avoids spin-waiting on a busy machine")
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
     keep_checkpoints: int = Field(2, ge=1)
     val_every: int = Field(0, ge=0, description="0: no validation")

@@ -100,7 +100,9 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None) -> P
     t = cfg.train
     rank, world = fabric.global_rank, fabric.world_size
     is_main = rank == 0
-    if fabric.device.type == "cpu" and world > 1:
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    elif fabric.device.type == "cpu" and world > 1:
         # processes share the cores: one thread pool each would oversubscribe them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if t.deterministic:
