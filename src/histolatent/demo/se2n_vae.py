@@ -33,11 +33,11 @@ def se2n_vae(ctx) -> Section:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small model on a shared CPU: one thread is fastest
     try:
-        data = {"name": "synth-cells", "size": 32, "mpp": 0.5, "n": 320 if ctx.quick else 960, "n_eval": 64,
+        data = {"name": "synth-cells", "size": 32, "mpp": 0.5, "n": 320, "n_eval": 64,
                 "rotate": "uniform", "types": TYPES, "stain_jitter": 0.5}
         model = {"name": "se2n-vae", "image_size": 32, "encoder_channels": [8, 8], "decoder_channels": [8, 8, 8],
                  "latent_dim": 8, "n_rotations": 8, "disc_channels": [4, 4, 8], "lr": 2e-3}
-        steps = 20 if ctx.quick else 120
+        steps = 20 if ctx.quick else 40  # SynthPath renders each batch: keep the stage near a minute
         cfg = RunConfig(model=model, data=data, train={"steps": steps, "batch_size": 32, "seed": ctx.seed,
                                                        "precision": "bf16-mixed", "log_every": 10,
                                                        "progress": False})

@@ -15,6 +15,7 @@ _MODULES = [
     "infogan",
     "unet",
     "colorizer",
+    "target_vae", "spatial_vae", "vae_baselines",
 ]
 
 for _m in _MODULES:
