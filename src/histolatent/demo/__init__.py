@@ -25,6 +25,7 @@ STAGES: list[tuple[str, str]] = [
     ("histolatent.demo.nuclei", "nuclei"),
     ("histolatent.demo.infogan", "infogan"),
     ("histolatent.demo.se2n_vae", "se2n_vae"),
+    ("histolatent.demo.target_vae", "target_vae"),
 ]
 
 
