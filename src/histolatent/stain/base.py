@@ -84,6 +84,8 @@ class StainNormalizer(ABC):
         self.n_skipped = 0
         self.last_skipped = np.zeros(0, dtype=bool)
         self.source_: Any = None
+        #: scratch buffers shared by the chunks of one batched torch call (see torch_ops.Workspace)
+        self._workspace: Any = None
 
     # -- subclass hooks ---------------------------------------------------------------------
     @abstractmethod
@@ -95,8 +97,8 @@ class StainNormalizer(ABC):
         """Normalise one uint8 ``(H, W, 3)`` image; None = too little tissue (unchanged)."""
 
     def _transform_batch_torch(self, x8, mask):
-        """Batched torch path: ``(N, 3, H, W)`` uint8 -> (float32 intensities, unrounded and
-        unclipped but never NaN; skipped ``(N,)`` bool). The default runs the numpy path image
+        """Batched torch path: ``(N, 3, H, W)`` uint8 -> (intensities: float32 unrounded and
+        unclipped but never NaN, or uint8 already rounded; skipped ``(N,)`` bool). The default runs the numpy path image
         by image; subclasses with a batched path override it."""
         import torch
 
@@ -230,21 +232,24 @@ class StainNormalizer(ABC):
         if xb.shape[0] == 0:
             self._count(np.zeros(0, dtype=bool))
             return x.clone()
-        outs, skips = [], []
+        out = torch.empty_like(x8)
+        skipped = torch.zeros(xb.shape[0], dtype=torch.bool, device=xb.device)
+        from histolatent.stain.torch_ops import Workspace
+
+        self._workspace = Workspace()
         with torch.no_grad():
             for i in range(0, xb.shape[0], self.batch_chunk):
                 xc = x8[i:i + self.batch_chunk].contiguous()
                 batch_fn = (StainNormalizer._transform_batch_torch if self.source_ is not None
                             else type(self)._transform_batch_torch)
                 oc, sc = batch_fn(self, xc, None if mask is None else mask[i:i + self.batch_chunk])
-                # clamp first: +inf -> 255; subclasses never produce NaN (finite matrices)
-                oc = oc.clamp_(0, 255).add_(0.5).to(torch.uint8)
+                if oc.dtype != torch.uint8:  # clamp first: +inf -> 255; never NaN (finite matrices)
+                    oc = oc.clamp_(0, 255).add_(0.5).to(torch.uint8)
                 if bool(sc.any()):
                     oc = torch.where(sc[:, None, None, None], xc, oc)
-                outs.append(oc)
-                skips.append(sc)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        skipped = skips[0] if len(skips) == 1 else torch.cat(skips)
+                out[i:i + self.batch_chunk] = oc
+                skipped[i:i + self.batch_chunk] = sc
+        self._workspace = None
         self._count(skipped.cpu().numpy())
         if xb.dtype == torch.uint8:
             res = out

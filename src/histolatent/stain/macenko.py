@@ -26,7 +26,6 @@ per image (a fixed raster stride, identical on both paths), from histograms
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -270,25 +269,27 @@ class MacenkoNormalizer(StainNormalizer):
     def _transform_batch_torch(self, x8, mask):
         import torch
 
-        from histolatent.stain.torch_ops import macenko_estimate_torch, od2_from_uint8_torch
+        from histolatent.stain.torch_ops import (
+            Workspace,
+            log_intensity_torch,
+            macenko_apply_torch,
+            macenko_estimate_torch,
+        )
 
+        ws = self._workspace if isinstance(self._workspace, Workspace) else None
         n, _, h, w = x8.shape
-        x8 = x8.reshape(n, 3, h * w)
-        od2 = od2_from_uint8_torch(x8, self.background)  # (N, 3, P), log2 units
+        lum = log_intensity_torch(x8.reshape(n, 3, h * w), ws)  # (N, 3, P); OD = ln(I0 + 1) - lum
         s, max_c, ok = macenko_estimate_torch(
-            od2, None if mask is None else mask.reshape(n, h * w), width=w, alpha=self.alpha,
-            beta=self.beta, background=self.background, max_fit_pixels=self.max_fit_pixels, min_fraction=self.min_tissue_fraction,
-            min_pixels=self.min_tissue_pixels, stained_percentile=self.percentile_pixels == "stained")
-        s_ref = torch.as_tensor(self.stain_matrix_, dtype=torch.float64, device=od2.device)
-        c_ref = torch.as_tensor(self.max_concentrations_, dtype=torch.float64, device=od2.device)
+            lum, None if mask is None else mask.reshape(n, h * w), width=w, alpha=self.alpha,
+            beta=self.beta, background=self.background, max_fit_pixels=self.max_fit_pixels,
+            min_fraction=self.min_tissue_fraction, min_pixels=self.min_tissue_pixels,
+            stained_percentile=self.percentile_pixels == "stained", ws=ws)
+        s_ref = torch.as_tensor(self.stain_matrix_, dtype=torch.float64, device=lum.device)
+        c_ref = torch.as_tensor(self.max_concentrations_, dtype=torch.float64, device=lum.device)
         m = torch.linalg.pinv(s) @ torch.diag_embed(c_ref / max_c) @ s_ref  # (N, 3, 3): OD @ m
         ok &= torch.isfinite(m).flatten(1).all(1)
         m = torch.where(ok[:, None, None], m, torch.eye(3, dtype=m.dtype, device=m.device))
-        # I = (I0 + 1) * 2**(-OD2 @ m) - 1 with the scale folded into the exponent: one fused
-        # multiply-add (baddbmm) and one exp2 per value
-        log_i0 = torch.full((1, 1, 1), math.log2(self.background + 1.0), dtype=torch.float32, device=od2.device)
-        out = torch.baddbmm(log_i0, m.transpose(1, 2).to(torch.float32).neg_(), od2)  # (N, 3, P)
-        return out.exp2_().sub_(1.0).reshape(n, 3, h, w), ~ok
+        return macenko_apply_torch(lum, m, self.background, ws).reshape(n, 3, h, w), ~ok
 
     # -- state ------------------------------------------------------------------------------
     @property

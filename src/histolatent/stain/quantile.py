@@ -63,38 +63,77 @@ def hist_quantile_torch(x, valid, qs: list[float], *, bins: int = QUANTILE_BINS,
     import torch
 
     n_rows = x.shape[0]
-    inv = None if valid is None else ~valid
     if value_range is not None:  # no min/max passes; scalars or per-row tensors
-        lo = torch.as_tensor(value_range[0], dtype=x.dtype, device=x.device).expand(n_rows).clone()
-        hi = torch.as_tensor(value_range[1], dtype=x.dtype, device=x.device).expand(n_rows).clone()
+        lo = torch.as_tensor(value_range[0], dtype=torch.float64, device=x.device).expand(n_rows).clone()
+        hi = torch.as_tensor(value_range[1], dtype=torch.float64, device=x.device).expand(n_rows).clone()
         empty = torch.zeros(n_rows, dtype=torch.bool, device=x.device) if valid is None else ~valid.any(dim=1)
     elif valid is None:
-        lo, hi = torch.aminmax(x, dim=1)
+        lo, hi = (v.to(torch.float64) for v in torch.aminmax(x, dim=1))
         empty = torch.zeros(n_rows, dtype=torch.bool, device=x.device)
     else:
-        lo = x.masked_fill(inv, float("inf")).amin(dim=1)
-        hi = x.masked_fill(inv, float("-inf")).amax(dim=1)
+        inv = ~valid
+        lo = x.masked_fill(inv, float("inf")).amin(dim=1).to(torch.float64)
+        hi = x.masked_fill(inv, float("-inf")).amax(dim=1).to(torch.float64)
         empty = ~torch.isfinite(lo)
     lo = torch.where(empty, 0.0, lo)
     width = torch.where(empty, 1.0, hi - lo)
-    # one torch.histc per row (no int64 index array; twice as fast as scatter_add_ on CPU);
-    # invalid values become +inf, which histc ignores; degenerate rows get a unit range
-    xs = x if inv is None else x.masked_fill(inv, float("inf"))
-    lo_l = lo.tolist()
-    hi_l = torch.where(width > 0, hi, lo + 1.0).tolist()
-    counts = torch.stack([torch.histc(xs[i], bins=bins, min=lo_l[i], max=hi_l[i]) for i in range(n_rows)])
-    counts = counts.to(torch.float64)
-    cdf = counts.cumsum(dim=1)
-    total = cdf[:, -1]
-    rows = torch.arange(n_rows, device=x.device)
-    lo64, width64 = lo.to(torch.float64), width.to(torch.float64)
+    scale = bins / torch.where(width > 0, width, 1.0)
+    pos = torch.addcmul((-lo * scale).to(x.dtype)[:, None], x, scale.to(x.dtype)[:, None])
+    q = binned_quantiles_torch(pos, valid, qs, bins=bins)  # (len(qs), N) in bin units
+    return torch.where(width > 0, lo + q / scale, lo)
+
+
+def binned_quantiles_torch(pos, valid, qs: list[float], *, bins: int):
+    """Quantiles of values already mapped to bin units, ``pos = (x - lo) * bins / (hi - lo)``.
+
+    The core of :func:`hist_quantile_torch` for callers that can fold the mapping into an
+    earlier matrix product (one pass less). ``pos`` ``(N, P)`` float is **consumed**
+    (clipped in place into ``[0, bins - 1]``); ``valid`` ``(N, P)`` bool or None.
+
+    Returns
+    -------
+    Tensor
+        ``(len(qs), N)`` float64 quantile positions in bin units (``lo + q * width / bins``
+        is the value); 0 for rows without valid values.
+    """
+    import torch
+
+    n_rows = pos.shape[0]
+    # invalid values go to an extra last bin, which is dropped; int16 bin indices and one
+    # bincount per row: 3x faster on CPU than int64 indices and scatter_add_ (and than one
+    # bincount over row-offset indices)
+    idx = pos.clamp_(0, bins - 1)
+    if valid is not None:
+        torch.where(valid, idx, torch.tensor(float(bins), dtype=idx.dtype, device=idx.device), out=idx)
+    idx = idx.to(torch.int16 if bins < 2**15 - 1 else torch.int32)
+    counts = torch.stack([torch.bincount(idx[r], minlength=bins + 1) for r in range(n_rows)])[:, :bins]
+    return _quantiles_from_counts_torch(counts, qs)
+
+
+def _quantiles_from_counts_torch(counts, qs: list[float], block: int = 128):
+    """Counts ``(N, bins)`` -> quantile positions ``(len(qs), N)`` in bin units, interpolated
+    inside the bin as :func:`_from_counts` does. Two levels (blocks of ``block`` bins, then
+    the bins of one block) instead of a cumulative sum over every bin."""
+    import torch
+
+    n_rows, bins = counts.shape
+    if bins % block:
+        block = bins
+    nb = bins // block
+    blocks = counts.unflatten(1, (nb, block))  # a view, also of a column slice
+    bcdf = blocks.sum(-1, dtype=torch.float64).cumsum(1)  # (N, nb)
+    total = bcdf[:, -1]
+    rows = torch.arange(n_rows, device=counts.device)
     out = []
     for q in qs:
-        t = q * total
-        b = (cdf < t[:, None]).sum(dim=1).clamp(max=bins - 1)
-        below = torch.where(b > 0, cdf[rows, (b - 1).clamp(min=0)], 0.0)
-        inside = counts[rows, b].clamp(min=1.0)
+        t = q * total  # rank to reach
+        j = (bcdf < t[:, None]).sum(1).clamp(max=nb - 1)  # the block holding it
+        before = torch.where(j > 0, bcdf[rows, (j - 1).clamp(min=0)], 0.0)
+        inner = blocks[rows, j].to(torch.float64)  # (N, block)
+        icdf = inner.cumsum(1) + before[:, None]
+        bi = (icdf < t[:, None]).sum(1).clamp(max=block - 1)
+        below = torch.where(bi > 0, icdf[rows, (bi - 1).clamp(min=0)], before)
+        inside = inner[rows, bi].clamp(min=1.0)
         frac = ((t - below) / inside).clamp(0.0, 1.0)
-        val = lo64 + (b.to(torch.float64) + frac) * width64 / bins
-        out.append(torch.where(width > 0, val, lo64))
+        out.append(torch.where(total > 0, (j * block + bi).to(torch.float64) + frac, 0.0))
     return torch.stack(out)
