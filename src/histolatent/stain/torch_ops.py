@@ -69,10 +69,10 @@ class Workspace:
         return buf[:n].view(shape)
 
 
-def masked_cov_torch(x: Tensor, w: Tensor, ws: Workspace | None = None) -> Tensor:
+def masked_cov_torch(x: Tensor, w: Tensor, ws: Workspace | None = None, count: Tensor | None = None) -> Tensor:
     """Weighted covariance ``(N, 3, 3)`` float64 of ``x`` ``(N, 3, P)`` with 0/1 weights ``w``
-    (float, or a bool mask: no float copy of it is made)."""
-    n = w.sum(dim=1).to(torch.float64).clamp(min=2.0)
+    (float, or a bool mask: no float copy of it is made); ``count`` = ``w.sum(1)`` if known."""
+    n = (w.sum(dim=1) if count is None else count).to(torch.float64).clamp(min=2.0)
     xw = (x * w[:, None] if ws is None
           else torch.mul(x, w[:, None], out=ws.get("xw", tuple(x.shape), x.dtype, x.device)))
     s1 = xw.sum(dim=2).to(torch.float64)  # (N, 3)
@@ -128,14 +128,18 @@ def macenko_estimate_torch(lum: Tensor, mask: Tensor | None, *, width: int, alph
     ls = lum[:, :, ::k]
     msub = None if mask is None else mask[:, ::k]
     # stained: OD >= beta in every channel and not near black (some channel >= level 8)
+    # (as float 0/1 weights, written straight by the comparison: 7x faster on CPU than two
+    # bool comparisons, their "and" and a cast; their sum and product are 2x faster too)
+    l_hi, l_lo = ln_i0 - beta * math.log(10.0), math.log(8.5)
     l_max = ls.amax(dim=1)
-    keep = (l_max <= ln_i0 - beta * math.log(10.0)) & (l_max >= math.log(8.5))
+    w = torch.le(l_max.sub_((l_hi + l_lo) / 2).abs_(), (l_hi - l_lo) / 2, out=l_max)  # l_lo <= max L <= l_hi
     if msub is not None:
-        keep &= msub
+        w.mul_(msub)
+    keep = w  # (N, Ps) float 0/1
     ps = ls.shape[2]
-    cnt = keep.sum(dim=1)
+    cnt = w.sum(dim=1)  # exact below 2**24 pixels per image
     ok = (cnt >= min_pixels) & (cnt >= min_fraction * ps) & (cnt >= 3)
-    cov = masked_cov_torch(ls, keep, ws)  # cov(OD) = cov(-L)
+    cov = masked_cov_torch(ls, w, ws, cnt)  # cov(OD) = cov(-L)
     evals, evecs = torch.linalg.eigh(cov)
     ok &= (evals[:, 2] > 1e-12) & (evals[:, 1] > _MIN_EIG_RATIO * evals[:, 2])
     e1 = evecs[..., 2]
@@ -196,7 +200,8 @@ def macenko_apply_torch(lum: Tensor, m: Tensor, background: float, ws: Workspace
     bias = math.log2(background + 1.0) - ln_i0 * mt.sum(-1)
     buf = None if ws is None else ws.get("xw", tuple(lum.shape), lum.dtype, lum.device)
     out = torch.baddbmm(bias[..., None].to(lum.dtype), mt.to(lum.dtype), lum, out=buf).exp2_()
-    return out.sub_(0.5).clamp_(0.0, 255.5).to(torch.uint8)  # (I + 0.5) truncated
+    # (I + 0.5) truncated; float -> int16 -> uint8 is 2.5x faster on CPU than float -> uint8
+    return out.sub_(0.5).clamp_(0.0, 255.5).to(torch.int16).to(torch.uint8)
 
 
 def nn_lasso2_torch(od: Tensor, stains: Tensor, lam: float) -> Tensor:
