@@ -177,7 +177,8 @@ def _main(quick: bool) -> dict:
                "torch_threads": torch.get_num_threads(),
                "macenko_config": mac.to_dict()["params"], "vahadane_config": vah.to_dict()["params"]}
     notes = ("Real 256x256 tissue tiles of CMU-1-Small-Region (level 0), target = tiatoolbox image. Ours: "
-             "one batched torch call (float32, histogram percentiles, log2/exp2 OD); torchstain 1.4 torch "
+             "one batched torch call (float32 ln(1+I) with the OD offset and unit changes folded into the batched "
+             "products, int16-bin histogram percentiles, one exp2 per output value); torchstain 1.4 torch "
              "backend one tile at a time; StainTools 2.1 Vahadane with spams-bin, timed in a child process (single-threaded BLAS) because SPAMS leaves spinning worker threads behind. Median of interleaved "
              "rounds. Tile reads: every tile of the 256-px grid, fresh handles, pixels compared.")
     save_result("stain_speed", figures, details=details, notes=notes)
