@@ -7,6 +7,7 @@ pixels, and the nuclei of the tiatoolbox target image coloured by class (Fig. 7B
 
 from __future__ import annotations
 
+from histolatent.machine import torch_threads
 from histolatent.report import Section
 
 TYPES = ["epithelial", "lymphocyte", "fibroblast"]
@@ -15,7 +16,6 @@ TYPES = ["epithelial", "lymphocyte", "fibroblast"]
 def infogan(ctx) -> Section:
     """Train a small InfoGAN, score it on held-out cells, classify real nuclei."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from histolatent import samples
@@ -33,9 +33,7 @@ def infogan(ctx) -> Section:
         wgan_curves,
     )
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a small model on a shared CPU: one thread is fastest
-    try:
+    with torch_threads(1):  # a small model on a shared CPU: one thread is fastest
         size = 32
         data = {"name": "synth-nuclei-crops", "size_px": size, "mpp": 0.5, "types": TYPES, "stain_jitter": 1.0,
                 "sites": 2, "n_train": 300 if ctx.quick else 600, "n_val": 20, "n_test": 150 if ctx.quick else 300}
@@ -68,8 +66,6 @@ def infogan(ctx) -> Section:
         overlay = cluster_overlay(rgb, cells["x"].to_numpy()[kept], cells["y"].to_numpy()[kept], real_cls.numpy(),
                                   ctx.figures / "infogan-target.png", radius_px=7.0,
                                   title="tiatoolbox target (crop): nuclei coloured by InfoGAN class")
-    finally:
-        torch.set_num_threads(threads)
     rows = []
     for name, r in (("InfoGAN q(c|x)", rep), ("k-means on pixels", km)):
         row = {"method": name, "accuracy": r["accuracy"]}

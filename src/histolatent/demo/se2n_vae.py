@@ -9,6 +9,7 @@ held-out cells (mu_ISO invariant and Q_ORI rolled under a 90° rotation).
 
 from __future__ import annotations
 
+from histolatent.machine import torch_threads
 from histolatent.report import Section
 
 TYPES = ["epithelial", "lymphocyte", "fibroblast", "mitosis"]
@@ -30,9 +31,7 @@ def se2n_vae(ctx) -> Section:
         reconstruction_grid,
     )
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a small model on a shared CPU: one thread is fastest
-    try:
+    with torch_threads(1):  # a small model on a shared CPU: one thread is fastest
         data = {"name": "synth-cells", "size": 32, "mpp": 0.5, "n": 320, "n_eval": 64,
                 "rotate": "uniform", "types": TYPES, "stain_jitter": 0.5}
         model = {"name": "se2n-vae", "image_size": 32, "encoder_channels": [8, 8], "decoder_channels": [8, 8, 8],
@@ -71,8 +70,6 @@ def se2n_vae(ctx) -> Section:
                 {"guarantee": "lifting conv, 90° equivariance error (fresh layer)",
                  "value": equivariance_error(LiftingConv2d(3, 4, 5, 8, padding=2), x_all[:4], steps=2)}]
         shift = math.degrees(2 * math.pi / m.config.n_rotations)
-    finally:
-        torch.set_num_threads(threads)
     text = (f"The SE(2,8)-VAE of paper 0 (lifting + SE(2,8) group convolutions, z_ISO / z_ORI with M = 8 each, "
             f"inverse-transform sampling of z_ORI, label-smoothed SO(2,8) decoder input, Eq. 5 + Eq. 6 with the "
             f"SE(2,8) discriminator) trained for {steps} steps of 32 on {data['n']} rotated SynthPath cells "

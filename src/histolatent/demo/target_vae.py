@@ -7,12 +7,12 @@ in ``benchmarks/results/target_vae.json``; this run is a few hundred images long
 
 from __future__ import annotations
 
+from histolatent.machine import torch_threads
 from histolatent.report import Section
 
 
 def target_vae(ctx) -> Section:
     """Train a tiny TARGET-VAE (P8) on digits(U), then show pose, canonical pose and detections."""
-    import torch
 
     from histolatent.train import RunConfig, fit
 
@@ -23,13 +23,9 @@ def target_vae(ctx) -> Section:
     cfg = RunConfig(model=model_cfg, data={"name": "synth-digits", "mode": "U", "n": 4000, "n_eval": 200},
                     train={"steps": steps, "batch_size": 25, "seed": ctx.seed, "precision": "bf16-mixed",
                            "log_every": 10, "progress": False})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops on a shared 2-core machine: one thread is faster
-    try:
+    with torch_threads(1):  # small ops on a shared 2-core machine: one thread is faster
         run = fit(cfg, out=ctx.runs / "target-vae-digits")
         return _report(ctx, run, steps)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _report(ctx, run, steps: int) -> Section:

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 
 from histolatent.downstream.aggregation import is_orientation_part, part_array, part_columns
+from histolatent.machine import torch_threads
 from histolatent.metrics.auc import multiclass_auc
 
 __all__ = ["CyclicMaxProbe", "Features", "LogisticProbe", "ProbeResult", "features_from_table",
@@ -138,17 +138,6 @@ class _CyclicNet(torch.nn.Module):
         return self.w1.square().sum() + self.w2.square().sum() + self.v.square().sum()
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Small full-batch problems run fastest on one thread (no spin-waiting on busy cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 class CyclicMaxProbe:
     """Two-layer logistic regression with max projection over cyclic shifts (paper 0 §5.3).
 
@@ -182,7 +171,7 @@ class CyclicMaxProbe:
             loss.backward()
             return loss
 
-        with torch.enable_grad(), _torch_threads(1):
+        with torch.enable_grad(), torch_threads(1):
             opt.step(closure)
         return net
 
@@ -211,7 +200,7 @@ class CyclicMaxProbe:
     @torch.no_grad()
     def predict_proba(self, feats: Features) -> np.ndarray:
         h, s = self._tensors(feats)
-        with _torch_threads(1):
+        with torch_threads(1):
             return torch.softmax(self.net_(h, s), dim=-1).numpy()
 
     @property

@@ -85,3 +85,26 @@ class RepresentationModel(nn.Module):
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+
+class LossTermsModel(RepresentationModel):
+    """A model trained by one Adam (``config.lr``) on the ``"loss"`` of :meth:`loss_terms`.
+
+    Subclasses implement ``loss_terms(x) -> {"loss": ..., other terms}`` on ``batch["image"]``;
+    training logs every term (detached) and validation averages them.
+    """
+
+    def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+
+    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
+        terms = self.loss_terms(batch["image"])
+        optimizers.update(terms["loss"], "main")
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
+        return self.loss_terms(batch["image"])

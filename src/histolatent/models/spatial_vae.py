@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from histolatent.config import Config
-from histolatent.models.base import Batch, Optimizers, RepresentationModel
+from histolatent.models.base import LossTermsModel
 from histolatent.models.registry import register_model
 from histolatent.models.target_vae import reconstruction_nll, wrap_angle
 from histolatent.nn.fourier import SpatialGenerator, at_least_float32, grid_axes
@@ -72,7 +72,7 @@ class SpatialVAEConfig(Config):
 
 
 @register_model("spatial-vae")
-class SpatialVAE(RepresentationModel):
+class SpatialVAE(LossTermsModel):
     """spatial-VAE: ``encode(x)`` gives ``z``, ``theta`` and ``t`` (posterior means)."""
 
     Config = SpatialVAEConfig
@@ -140,18 +140,6 @@ class SpatialVAE(RepresentationModel):
         kl = kl_z + kl_theta + kl_t
         return {"loss": (recon + c.beta * kl).mean(), "recon": recon.mean(), "kl": kl.mean(),
                 "kl_z": kl_z.mean(), "kl_theta": kl_theta.mean(), "kl_t": kl_t.mean()}
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch["image"])
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss_terms(batch["image"])
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> dict[str, Tensor]:

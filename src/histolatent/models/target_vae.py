@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from histolatent.config import Config
-from histolatent.models.base import Batch, Optimizers, RepresentationModel
+from histolatent.models.base import LossTermsModel
 from histolatent.models.registry import register_model
 from histolatent.nn.fourier import SpatialGenerator, at_least_float32, coordinate_grid, grid_axes
 from histolatent.nn.groupconv import LiftingConv2d
@@ -182,7 +182,7 @@ class TargetVAEConfig(Config):
 
 
 @register_model("target-vae")
-class TargetVAE(RepresentationModel):
+class TargetVAE(LossTermsModel):
     """TARGET-VAE (see the module docstring). ``encode(x)`` gives ``z``, ``theta``, ``t`` and the attention."""
 
     Config = TargetVAEConfig
@@ -353,18 +353,6 @@ class TargetVAE(RepresentationModel):
         kl = target_kl(log_q, log_prior, theta_mu, theta_ls, z_mu, z_ls, self.theta_prior_std)
         loss = recon + c.beta * kl["kl"]
         return {"loss": loss.mean(), "recon": recon.mean(), **{k: v.mean() for k, v in kl.items()}}
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch["image"])
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss_terms(batch["image"])
 
     def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
         c = self.config

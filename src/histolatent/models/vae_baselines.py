@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from histolatent.config import Config
-from histolatent.models.base import Batch, Optimizers, RepresentationModel
+from histolatent.models.base import LossTermsModel
 from histolatent.models.registry import register_model
 from histolatent.models.target_vae import reconstruction_nll
 from histolatent.nn.fourier import at_least_float32
@@ -60,7 +60,7 @@ def _mlp(widths: list[int], slope: float) -> nn.Sequential:
 
 
 @register_model("mlp-vae")
-class MLPVAE(RepresentationModel):
+class MLPVAE(LossTermsModel):
     """``x (B, C, D, D) -> q(z | x) = N(mu, diag exp(logvar)) -> p(x | z)`` with MLPs (Eq. 1 of Kingma & Welling)."""
 
     Config = MLPVAEConfig
@@ -101,18 +101,6 @@ class MLPVAE(RepresentationModel):
                                    fixed_std=c.gaussian_std)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
         return {"loss": (recon + self.config.beta * kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch["image"])
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss_terms(batch["image"])
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> dict[str, Tensor]:
