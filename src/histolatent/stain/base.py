@@ -435,3 +435,71 @@ def subsample_stride(n: int, max_pixels: int | None, width: int = 1) -> int:
 def subsample_index(n: int, max_pixels: int | None, width: int = 1) -> slice:
     """A deterministic raster-order slice over ``n`` pixels (see :func:`subsample_stride`)."""
     return slice(None, None, subsample_stride(n, max_pixels, width))
+
+class StainMatrixNormalizer(StainNormalizer):
+    """A normaliser fitted as a ``(2, 3)`` H&E stain matrix plus the 99th-percentile
+    concentrations (Macenko, Vahadane). Subclasses provide the per-image pixel sets
+    (:meth:`_od_parts`) and the estimate from them (:meth:`_estimate`); pooling over several
+    images, fitting, the fitted state and its serialisation are shared."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stain_matrix_: np.ndarray | None = None
+        self.max_concentrations_: np.ndarray | None = None
+
+    @abstractmethod
+    def _od_parts(self, rgb: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """(stained OD pixels ``(n, 3)`` for the stain vectors, OD pixels ``(m, 3)`` for the
+        concentration percentile, number of pixels looked at)."""
+
+    @abstractmethod
+    def _estimate(self, od_t: np.ndarray, od_c: np.ndarray, n_total: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(stain matrix, 99th-percentile concentrations), or None (too little tissue, degenerate)."""
+
+    def _pooled(self, images: list[np.ndarray], masks: list[np.ndarray | None], what: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+        parts = [self._od_parts(rgb, m) for rgb, m in zip(images, masks, strict=True)]
+        od_t = np.concatenate([p[0] for p in parts])
+        total = sum(p[2] for p in parts)
+        est = self._estimate(od_t, np.concatenate([p[1] for p in parts]), total)
+        if est is None:
+            raise InputError(f"{self.method.capitalize()} {what}: too few stained pixels ({od_t.shape[0]} of "
+                             f"{total}) or degenerate colours; cannot estimate stain vectors")
+        return est
+
+    def _fit(self, images: list[np.ndarray], masks: list[np.ndarray | None]) -> None:
+        self.stain_matrix_, self.max_concentrations_ = self._pooled(images, masks, "target")
+
+    def _source_estimate(self, images: list[np.ndarray], masks: list[np.ndarray | None]) -> Any:
+        return self._pooled(images, masks, "source")
+
+    def _image_estimate(self, rgb: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The fixed source estimate if there is one, else this image's own."""
+        return self.source_ if self.source_ is not None else self._estimate(*self._od_parts(rgb, mask))
+
+    @property
+    def fitted(self) -> bool:
+        return self.stain_matrix_ is not None
+
+    def _state(self) -> dict[str, Any]:
+        return {"stain_matrix": self.stain_matrix_.tolist(),
+                "max_concentrations": self.max_concentrations_.tolist()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.stain_matrix_ = as_matrix(state, "stain_matrix", (2, 3))
+        self.max_concentrations_ = as_matrix(state, "max_concentrations", (2,))
+        if np.any(self.max_concentrations_ <= 0):
+            raise InputError(f"{self.method} state: max_concentrations must be positive")
+
+
+def as_matrix(state: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(state, dict) or key not in state:
+        raise InputError(f"stain normalizer state: missing {key!r}")
+    try:
+        arr = np.asarray(state[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"stain normalizer state: {key!r} is not numeric") from None
+    if arr.shape != shape or not np.isfinite(arr).all():
+        raise InputError(f"stain normalizer state: {key!r} must be a finite array of shape {shape}, "
+                         f"got {arr.shape}")
+    return arr

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.base import StainNormalizer, register_normalizer, subsample_index
+from histolatent.stain.base import StainMatrixNormalizer, register_normalizer, subsample_index
 from histolatent.stain.optical_density import BETA_MACENKO, od_lut
 from histolatent.stain.quantile import hist_quantile
 
@@ -133,7 +133,7 @@ def macenko_stain_matrix(image: np.ndarray, *, mask: np.ndarray | None = None, a
 
 
 @register_normalizer("macenko")
-class MacenkoNormalizer(StainNormalizer):
+class MacenkoNormalizer(StainMatrixNormalizer):
     """Macenko stain normalisation.
 
     Parameters
@@ -184,11 +184,9 @@ class MacenkoNormalizer(StainNormalizer):
         if percentile_pixels not in ("all", "stained"):
             raise InputError(f"percentile_pixels must be 'all' or 'stained', got {percentile_pixels!r}")
         self.percentile_pixels = percentile_pixels
-        self.stain_matrix_: np.ndarray | None = None
-        self.max_concentrations_: np.ndarray | None = None
 
     # -- estimation -------------------------------------------------------------------------
-    def _stained_od(self, rgb: np.ndarray, mask: np.ndarray | None
+    def _od_parts(self, rgb: np.ndarray, mask: np.ndarray | None
                     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Subsampled stained OD pixels ``(n, 3)``, the pixels for the concentration
         percentile ``(m, 3)``, and the subsample size."""
@@ -215,29 +213,12 @@ class MacenkoNormalizer(StainNormalizer):
         max_c = _max_concentrations(od_c, s, self.background)
         return None if max_c is None else (s, max_c)
 
-    def _pooled(self, images: list[np.ndarray], masks: list[np.ndarray | None], what: str
-                ) -> tuple[np.ndarray, np.ndarray]:
-        parts = [self._stained_od(rgb, m) for rgb, m in zip(images, masks, strict=True)]
-        od_t = np.concatenate([p[0] for p in parts])
-        total = sum(p[2] for p in parts)
-        est = self._estimate(od_t, np.concatenate([p[1] for p in parts]), total)
-        if est is None:
-            raise InputError(f"Macenko {what}: too few stained pixels ({od_t.shape[0]} of {total}) or "
-                             "degenerate colours; cannot estimate stain vectors")
-        return est
-
-    def _fit(self, images: list[np.ndarray], masks: list[np.ndarray | None]) -> None:
-        self.stain_matrix_, self.max_concentrations_ = self._pooled(images, masks, "target")
-
-    def _source_estimate(self, images, masks):
-        return self._pooled(images, masks, "source")
-
     def stain_matrix(self, image: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray | None:
         """``(2, 3)`` stain matrix of one image, or None when it has too little tissue."""
         from histolatent.stain.optical_density import as_rgb_uint8
 
         rgb = as_rgb_uint8(image, name="image")
-        est = self._estimate(*self._stained_od(rgb, mask))
+        est = self._estimate(*self._od_parts(rgb, mask))
         return None if est is None else est[0]
 
     def concentrations(self, image: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray:
@@ -256,7 +237,7 @@ class MacenkoNormalizer(StainNormalizer):
 
     # -- numpy path -------------------------------------------------------------------------
     def _transform_one(self, rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
-        est = self.source_ if self.source_ is not None else self._estimate(*self._stained_od(rgb, mask))
+        est = self._image_estimate(rgb, mask)
         if est is None:
             return None
         s, max_c = est
@@ -292,34 +273,7 @@ class MacenkoNormalizer(StainNormalizer):
         return macenko_apply_torch(lum, m, self.background, ws).reshape(n, 3, h, w), ~ok
 
     # -- state ------------------------------------------------------------------------------
-    @property
-    def fitted(self) -> bool:
-        return self.stain_matrix_ is not None
-
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "alpha": self.alpha, "beta": self.beta,
                 "background": self.background, "max_fit_pixels": self.max_fit_pixels,
                 "percentile_pixels": self.percentile_pixels}
-
-    def _state(self) -> dict[str, Any]:
-        return {"stain_matrix": self.stain_matrix_.tolist(),
-                "max_concentrations": self.max_concentrations_.tolist()}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self.stain_matrix_ = _as_matrix(state, "stain_matrix", (2, 3))
-        self.max_concentrations_ = _as_matrix(state, "max_concentrations", (2,))
-        if np.any(self.max_concentrations_ <= 0):
-            raise InputError("macenko state: max_concentrations must be positive")
-
-
-def _as_matrix(state: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
-    if not isinstance(state, dict) or key not in state:
-        raise InputError(f"stain normalizer state: missing {key!r}")
-    try:
-        arr = np.asarray(state[key], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"stain normalizer state: {key!r} is not numeric") from None
-    if arr.shape != shape or not np.isfinite(arr).all():
-        raise InputError(f"stain normalizer state: {key!r} must be a finite array of shape {shape}, "
-                         f"got {arr.shape}")
-    return arr

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.base import StainNormalizer, register_normalizer
-from histolatent.stain.macenko import _as_matrix
+from histolatent.stain.base import StainNormalizer, as_matrix, register_normalizer
 from histolatent.stain.optical_density import BETA_MACENKO, od_lut
 
 #: sRGB (linear) -> XYZ, D65.
@@ -183,7 +182,7 @@ class ReinhardNormalizer(StainNormalizer):
         return {"mean": self.mean_.tolist(), "std": self.std_.tolist()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self.mean_ = _as_matrix(state, "mean", (3,))
-        self.std_ = _as_matrix(state, "std", (3,))
+        self.mean_ = as_matrix(state, "mean", (3,))
+        self.std_ = as_matrix(state, "std", (3,))
         if np.any(self.std_ <= 0):
             raise InputError("reinhard state: std must be positive")

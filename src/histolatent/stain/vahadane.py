@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.base import StainNormalizer, register_normalizer, subsample_index
-from histolatent.stain.macenko import _MAX_COS, _as_matrix
+from histolatent.stain.base import StainMatrixNormalizer, register_normalizer, subsample_index
+from histolatent.stain.macenko import _MAX_COS
 from histolatent.stain.optical_density import BETA_MACENKO, HE_RUIFROK, od_lut
 from histolatent.stain.quantile import hist_quantile
 
@@ -117,7 +117,7 @@ def vahadane_dictionary(od_t: np.ndarray, *, lam: float, n_iter: int = 30,
 
 
 @register_normalizer("vahadane")
-class VahadaneNormalizer(StainNormalizer):
+class VahadaneNormalizer(StainMatrixNormalizer):
     """Vahadane (sparse NMF) stain normalisation.
 
     Parameters
@@ -161,8 +161,6 @@ class VahadaneNormalizer(StainNormalizer):
         self.lambda1, self.lambda2, self.n_iter = float(lambda1), float(lambda2), int(n_iter)
         self.beta, self.background = float(beta), float(background)
         self.max_fit_pixels = None if max_fit_pixels is None else int(max_fit_pixels)
-        self.stain_matrix_: np.ndarray | None = None
-        self.max_concentrations_: np.ndarray | None = None
 
     # -- estimation -------------------------------------------------------------------------
     def _od_parts(self, rgb: np.ndarray, mask: np.ndarray | None
@@ -192,22 +190,6 @@ class VahadaneNormalizer(StainNormalizer):
             return None
         return s, max_c
 
-    def _pooled(self, images: list[np.ndarray], masks: list[np.ndarray | None], what: str
-                ) -> tuple[np.ndarray, np.ndarray]:
-        parts = [self._od_parts(rgb, m) for rgb, m in zip(images, masks, strict=True)]
-        est = self._estimate(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                             sum(p[2] for p in parts))
-        if est is None:
-            raise InputError(f"Vahadane {what}: too few stained pixels or degenerate colours; "
-                             "cannot estimate stain vectors")
-        return est
-
-    def _fit(self, images: list[np.ndarray], masks: list[np.ndarray | None]) -> None:
-        self.stain_matrix_, self.max_concentrations_ = self._pooled(images, masks, "target")
-
-    def _source_estimate(self, images, masks):
-        return self._pooled(images, masks, "source")
-
     def stain_matrix(self, image: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray | None:
         """``(2, 3)`` stain matrix of one image, or None when it has too little tissue."""
         from histolatent.stain.optical_density import as_rgb_uint8
@@ -232,7 +214,7 @@ class VahadaneNormalizer(StainNormalizer):
 
     # -- numpy path -------------------------------------------------------------------------
     def _transform_one(self, rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
-        est = self.source_ if self.source_ is not None else self._estimate(*self._od_parts(rgb, mask))
+        est = self._image_estimate(rgb, mask)
         if est is None:
             return None
         s, max_c = est
@@ -267,21 +249,7 @@ class VahadaneNormalizer(StainNormalizer):
         return rgb255_from_od2_torch(out, self.background).reshape(n, 3, h, w), ~ok
 
     # -- state ------------------------------------------------------------------------------
-    @property
-    def fitted(self) -> bool:
-        return self.stain_matrix_ is not None
-
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "lambda1": self.lambda1, "lambda2": self.lambda2,
                 "n_iter": self.n_iter, "beta": self.beta, "background": self.background,
                 "max_fit_pixels": self.max_fit_pixels}
-
-    def _state(self) -> dict[str, Any]:
-        return {"stain_matrix": self.stain_matrix_.tolist(),
-                "max_concentrations": self.max_concentrations_.tolist()}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self.stain_matrix_ = _as_matrix(state, "stain_matrix", (2, 3))
-        self.max_concentrations_ = _as_matrix(state, "max_concentrations", (2,))
-        if np.any(self.max_concentrations_ <= 0):
-            raise InputError("vahadane state: max_concentrations must be positive")
