@@ -237,19 +237,21 @@ class StainNormalizer(ABC):
         from histolatent.stain.torch_ops import Workspace
 
         self._workspace = Workspace()
-        with torch.inference_mode():  # cheaper per op than no_grad; outputs are plain data
-            for i in range(0, xb.shape[0], self.batch_chunk):
-                xc = x8[i:i + self.batch_chunk].contiguous()
-                batch_fn = (StainNormalizer._transform_batch_torch if self.source_ is not None
-                            else type(self)._transform_batch_torch)
-                oc, sc = batch_fn(self, xc, None if mask is None else mask[i:i + self.batch_chunk])
-                if oc.dtype != torch.uint8:  # clamp first: +inf -> 255; never NaN (finite matrices)
-                    oc = oc.clamp_(0, 255).add_(0.5).to(torch.uint8)
-                if bool(sc.any()):
-                    oc = torch.where(sc[:, None, None, None], xc, oc)
-                out[i:i + self.batch_chunk] = oc
-                skipped[i:i + self.batch_chunk] = sc
-        self._workspace = None
+        try:
+            with torch.inference_mode():  # cheaper per op than no_grad; outputs are plain data
+                for i in range(0, xb.shape[0], self.batch_chunk):
+                    xc = x8[i:i + self.batch_chunk].contiguous()
+                    batch_fn = (StainNormalizer._transform_batch_torch if self.source_ is not None
+                                else type(self)._transform_batch_torch)
+                    oc, sc = batch_fn(self, xc, None if mask is None else mask[i:i + self.batch_chunk])
+                    if oc.dtype != torch.uint8:  # clamp first: +inf -> 255; never NaN (finite matrices)
+                        oc = oc.clamp_(0, 255).add_(0.5).to(torch.uint8)
+                    if bool(sc.any()):
+                        oc = torch.where(sc[:, None, None, None], xc, oc)
+                    out[i:i + self.batch_chunk] = oc
+                    skipped[i:i + self.batch_chunk] = sc
+        finally:  # never keep the buffers (or a half-used workspace) past the call
+            self._workspace = None
         self._count(skipped.cpu().numpy())
         if xb.dtype == torch.uint8:
             res = out
@@ -436,6 +438,7 @@ def subsample_index(n: int, max_pixels: int | None, width: int = 1) -> slice:
     """A deterministic raster-order slice over ``n`` pixels (see :func:`subsample_stride`)."""
     return slice(None, None, subsample_stride(n, max_pixels, width))
 
+
 class StainMatrixNormalizer(StainNormalizer):
     """A normaliser fitted as a ``(2, 3)`` H&E stain matrix plus the 99th-percentile
     concentrations (Macenko, Vahadane). Subclasses provide the per-image pixel sets
@@ -493,6 +496,7 @@ class StainMatrixNormalizer(StainNormalizer):
 
 
 def as_matrix(state: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``state[key]`` as a finite float64 array of ``shape``, or a clear InputError."""
     if not isinstance(state, dict) or key not in state:
         raise InputError(f"stain normalizer state: missing {key!r}")
     try:
