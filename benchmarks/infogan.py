@@ -37,7 +37,7 @@ TYPES = ["epithelial", "lymphocyte", "fibroblast"]
 SIZE = 32
 DATA = {"name": "synth-nuclei-crops", "size_px": SIZE, "mpp": 0.5, "types": TYPES, "rotate": "uniform",
         "stain_jitter": 1.0, "sites": 2, "n_train": 3000, "n_val": 100, "n_test": 900, "split_seed": 0}
-# CPU budget (~4 min per seed): the cheap strided-conv nets, conditional BN, z 8-d (paper 4: 16) and
+# CPU budget (~25 min per seed, 8,000 generator steps): the cheap strided-conv nets, conditional BN, z 8-d (paper 4: 16) and
 # learning rates 6e-4 / 1.2e-3 (paper 4: 1e-4 / 2e-4) with a cosine decay; stain jitter (OD gains, SD 0.2)
 # on real and generated images so that the code cannot be a tint; WGAN-GP lambda 10, 5 critic steps per
 # generator step, Adam betas (0.5, 0.9) and flip/rotation augmentation as in the paper. MI weight 3 (paper 4:
@@ -174,7 +174,7 @@ def main(quick: bool = False) -> dict:
     # the CPU is shared: one thread is several times faster than two contending ones
     torch.set_num_threads(int(os.environ.get("HISTOLATENT_BENCH_THREADS", "1")))
     seeds = [0, 1] if quick else [0, 1, 2]
-    steps = 40 if quick else int(os.environ.get("HISTOLATENT_INFOGAN_STEPS", "1000"))
+    steps = 40 if quick else int(os.environ.get("HISTOLATENT_INFOGAN_STEPS", "8000"))
     ae_steps = 40 if quick else 150
     global DATA
     if quick:

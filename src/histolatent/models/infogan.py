@@ -32,7 +32,7 @@ set the generator's batch-norm gains and biases, as in conditional GANs), ``augm
 
 On a 2-core CPU (benchmarks/infogan.py) the paper's setting (128-channel residual nets,
 lr 1e-4, z 16-d, ~70k iterations) is out of reach; the benchmark uses ``arch="dcgan"``,
-``conditional_bn``, ``z_dim=8``, ``augment_stain=0.2`` and larger learning rates for 1,000
+``conditional_bn``, ``z_dim=8``, ``augment_stain=0.2`` and larger learning rates for 8,000
 generator steps, and says so in its results. Without the stain jitter the code often
 settled on a tint (stain / tissue colour) instead of nuclear morphology.
 """
