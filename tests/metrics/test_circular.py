@@ -82,3 +82,22 @@ def test_translation_correlation_and_pearson():
     assert pearson([1, 2, 3], [1, 1, 1]) == 0.0
     with pytest.raises(ValueError):
         translation_correlation(pred[:, :1], t)
+
+
+def test_circular_correlation_interval_exposes_flip_instability():
+    from histolatent.metrics.circular import circular_correlation_interval
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 2 * np.pi, 1000)
+    exact = a + 0.3 + rng.normal(0, 0.02, a.size)  # offset + small noise: stable near 1
+    lo, mid, hi = circular_correlation_interval(a, exact, n_boot=200)
+    assert 0.99 < lo <= mid <= hi <= 1.0
+    # 9 % of predictions off by pi: the point value is bounded by about 1 - 2 * 0.07 and the
+    # bootstrap reaches far below it (the circular means of uniform angles are noise)
+    flipped = a + np.pi * (rng.random(a.size) < 0.09) + rng.normal(0, 0.02, a.size)
+    lo, mid, hi = circular_correlation_interval(a, flipped, n_boot=300)
+    assert hi < 0.9 and lo < 0.5 < hi
+    assert circular_correlation_interval(a, flipped, n_boot=50, seed=3) == \
+        circular_correlation_interval(a, flipped, n_boot=50, seed=3)
+    with pytest.raises(ValueError, match="n_boot"):
+        circular_correlation_interval(a, flipped, n_boot=0)

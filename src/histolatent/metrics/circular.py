@@ -80,6 +80,28 @@ def circular_correlation(a, b, *, period: float = TWO_PI) -> float:
     return float((sa * sb).sum() / den) if den > 0 else 0.0
 
 
+def circular_correlation_interval(a, b, *, period: float = TWO_PI, n_boot: int = 1000, seed: int = 0,
+                                  quantiles: tuple[float, ...] = (0.025, 0.5, 0.975)) -> tuple[float, ...]:
+    """Bootstrap quantiles of :func:`circular_correlation` over resamples of the pairs.
+
+    With angles spread uniformly over the circle the circular means in the coefficient are
+    set by sampling noise, so the coefficient of a fixed set of predictions moves a lot with
+    the sample when a fraction of them is off by half a period (2-fold-symmetric objects):
+    with 9 % such flips among 1,000 uniform angles it ranges from below 0 to about 0.86.
+    Report this interval beside the point value.
+    """
+    a = _as_angles(a, "a")
+    b = _as_angles(b, "b")
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"a and b must be paired sets of >= 2 angles, got {a.shape} and {b.shape}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    vals = np.array([circular_correlation(a[i], b[i], period=period)
+                     for i in (rng.integers(0, a.size, a.size) for _ in range(int(n_boot)))])
+    return tuple(float(v) for v in np.quantile(vals, quantiles))
+
+
 def relative_angles(pred, pred_reference, *, period: float = TWO_PI) -> np.ndarray:
     """``pred - pred_reference`` wrapped: predictions relative to the unrotated object's (§4.2)."""
     return wrap_angle(_as_angles(pred, "pred") - _as_angles(pred_reference, "pred_reference"), period)
