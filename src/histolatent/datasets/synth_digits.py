@@ -1,8 +1,9 @@
 """``synth-digits``: TARGET-VAE's MNIST(N) / MNIST(U) (papers/target-vae.txt §4.2).
 
 Digits from ``digit_source``: sklearn's 8 x 8 digits upsampled (default) or 5,000 real MNIST
-digits (``mnist-5k``, see :mod:`histolatent.synth.digits`). 50 x 50 images, 28 x 28 digits, rotation ~ N(0, pi^2/16) (mode N) or
-U(0, 2 pi) (mode U), translation ~ N(0, 5^2) px. Splits use disjoint source digits.
+digits (``mnist-5k``, see :mod:`histolatent.synth.digits`). 50 x 50 images, 28 x 28 digits,
+rotation ~ N(0, pi^2/16) (mode N) or U(0, 2 pi) (mode U), translation ~ N(0, 5^2) px.
+Splits use disjoint source digits.
 Items: ``{"image": (1, 50, 50) float32 in [0, 1], "label": int64, "angle": float32
 (radians, counter-clockwise as displayed), "shift": (2,) float32 (dx, dy px)}``; item ``i``
 is a pure function of ``(seed, split, mode, i)`` and is rendered on access.
@@ -58,8 +59,8 @@ class SynthDigitsDataset(Dataset):
             raise IndexError(i)
         row = self.table.iloc[i]
         cfg = self.config
-        img = transform_digit(_upsampled(cfg.digit_px, cfg.digit_source)[int(row["source_index"])], float(row["angle"]),
-                              float(row["dx"]), float(row["dy"]), cfg.size).clip(0.0, 1.0)
+        digit = _upsampled(cfg.digit_px, cfg.digit_source)[int(row["source_index"])]
+        img = transform_digit(digit, float(row["angle"]), float(row["dx"]), float(row["dy"]), cfg.size).clip(0.0, 1.0)
         return {"image": torch.from_numpy(img)[None], "label": torch.tensor(int(row["label"])),
                 "angle": torch.tensor(float(row["angle"]), dtype=torch.float32),
                 "shift": torch.tensor([float(row["dx"]), float(row["dy"])], dtype=torch.float32)}
