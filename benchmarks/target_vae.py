@@ -85,29 +85,14 @@ def _log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
-def render_digits(table, angles) -> torch.Tensor:
-    """The test digits of ``table`` re-rendered with rotation ``angles`` ``(N,)`` or ``(N, K)``, same shift."""
-    from histolatent.synth.digits import _upsampled, transform_digit
-
-    ups = _upsampled(28, str(table["source"].iloc[0]))
-    a = np.asarray(angles, dtype=np.float64)
-    a2 = a.reshape(len(table), -1)
-    out = np.zeros((len(table), a2.shape[1], 50, 50), dtype=np.float32)
-    for i, (s, dx, dy) in enumerate(table[["source_index", "dx", "dy"]].itertuples(index=False)):
-        for k in range(a2.shape[1]):
-            out[i, k] = transform_digit(ups[int(s)], float(a2[i, k]), float(dx), float(dy))
-    out = torch.from_numpy(np.clip(out, 0, 1))
-    return out.reshape(len(table), 1, 50, 50) if a.ndim == 1 else out[:, :, None]
-
-
 def load_digits(mode: str, n_train: int, n_test: int, seed: int = 0, source: str = "sklearn") -> dict:
-    from histolatent.synth.digits import rotated_digits, upright_digits
+    from histolatent.synth.digits import rerender_digits, rotated_digits
 
     xtr, _ = rotated_digits(n_train, mode, "train", seed, source=source)
     xte, tte = rotated_digits(n_test, mode, "test", seed + 1, source=source)
     return {"mode": mode, "source": source, "x_train": torch.from_numpy(xtr)[:, None],
             "x_test": torch.from_numpy(xte)[:, None], "table": tte,
-            "x_unrotated": torch.from_numpy(upright_digits(tte, source))[:, None],
+            "x_unrotated": torch.from_numpy(rerender_digits(tte, None, source))[:, None],
             "labels": tte["label"].to_numpy(), "angle": tte["angle"].to_numpy(),
             "shift": tte[["dx", "dy"]].to_numpy()}
 
@@ -241,9 +226,11 @@ def pose_scores(model, data: dict, *, period: float = 2 * math.pi, subset=None) 
 
 def rmse_protocol(model, data: dict, *, n_objects: int, n_rotations: int) -> dict:
     """Appendix A.3: each of ``n_objects`` test digits rotated ``n_rotations`` times over [0, 2 pi)."""
+    from histolatent.synth.digits import rerender_digits
+
     tab = data["table"].iloc[:n_objects]
     rot = np.linspace(0, 2 * np.pi, n_rotations, endpoint=False)
-    x = render_digits(tab, np.broadcast_to(rot, (len(tab), n_rotations)))  # (N, K, 1, 50, 50)
+    x = torch.from_numpy(rerender_digits(tab, np.broadcast_to(rot, (len(tab), n_rotations)), data["source"]))
     pred = encode(model, x.reshape(-1, 1, 50, 50))["theta"].reshape(len(tab), n_rotations)
     ref = encode(model, data["x_unrotated"][:n_objects])["theta"]
     return rotation_rmse(pred, ref, rot, groups=tab["label"].to_numpy())

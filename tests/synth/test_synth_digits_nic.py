@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import openslide
 import pytest
@@ -72,7 +73,7 @@ def test_rotated_digit_transform_is_the_recorded_one():
 
 
 def test_mnist_source_is_real_mnist_with_disjoint_splits(sample_paths):
-    from histolatent.synth.digits import source_digits, upright_digits
+    from histolatent.synth.digits import rerender_digits, source_digits, transform_digit
 
     imgs, labels = source_digits("mnist-5k")
     assert imgs.shape == (5000, 28, 28) and imgs.dtype == np.float32
@@ -85,20 +86,19 @@ def test_mnist_source_is_real_mnist_with_disjoint_splits(sample_paths):
     _, te = rotated_digits(300, "U", "test", seed=0, source="mnist-5k")
     assert (t["source"] == "mnist-5k").all() and set(te["source_index"]).isdisjoint(set(t["source_index"]))
     assert (t["label"].to_numpy() == labels[t["source_index"]]).all()
-    # the upright copy is the recorded digit with rotation 0 and the same shift
-    up = upright_digits(t.iloc[:20], "mnist-5k")
-    t0 = t.iloc[:20].assign(angle=0.0)
+    head = t.iloc[:20]
+    # re-rendered at the recorded angles: the same images; upright: the digit with rotation 0, same shift
+    assert np.array_equal(rerender_digits(head, head["angle"], "mnist-5k"), x[:20])
+    up = rerender_digits(head, None, "mnist-5k")
+    for k, (s, dx, dy) in enumerate(head[["source_index", "dx", "dy"]].itertuples(index=False)):
+        assert np.allclose(up[k], np.clip(transform_digit(imgs[s], 0.0, dx, dy), 0, 1))
+    many = rerender_digits(head, np.zeros((20, 3)), "mnist-5k")
+    assert many.shape == (20, 3, 50, 50) and np.array_equal(many[:, 2], up)
+    # rotating back by the recorded angle about the shifted centre recovers the upright digit
     for k in range(20):
-        from histolatent.synth.digits import transform_digit
-
-        ref = transform_digit(imgs[t0["source_index"].iloc[k]], 0.0, t0["dx"].iloc[k], t0["dy"].iloc[k])
-        assert np.allclose(up[k], np.clip(ref, 0, 1))
-    # rotating back by the recorded angle recovers the upright digit (up to interpolation)
-    import cv2
-
-    for k in range(20):
-        c = (49) / 2
-        m = cv2.getRotationMatrix2D((c + t["dx"].iloc[k], c + t["dy"].iloc[k]), -np.rad2deg(t["angle"].iloc[k]), 1.0)
+        c = 49 / 2
+        m = cv2.getRotationMatrix2D((c + head["dx"].iloc[k], c + head["dy"].iloc[k]),
+                                    -np.rad2deg(head["angle"].iloc[k]), 1.0)
         back = cv2.warpAffine(x[k], m, (50, 50), flags=cv2.INTER_LINEAR)
         assert np.corrcoef(back.ravel(), up[k].ravel())[0, 1] > 0.9
     with pytest.raises(InputError, match="source"):

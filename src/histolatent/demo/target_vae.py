@@ -39,7 +39,7 @@ def _report(ctx, run, steps: int) -> Section:
         translation_correlation,
     )
     from histolatent.metrics.clustering import cluster_accuracy
-    from histolatent.synth.digits import multi_digit_canvas, rotated_digits, upright_digits
+    from histolatent.synth.digits import multi_digit_canvas, rerender_digits, rotated_digits
     from histolatent.train import load_model
     from histolatent.viz.pose import angle_scatter, canonical_grid, detection_figure, latent_map
 
@@ -48,7 +48,7 @@ def _report(ctx, run, steps: int) -> Section:
     x_np, table = rotated_digits(200, "U", "test", seed=ctx.seed + 1)
     x = torch.from_numpy(x_np)[:, None]
     # the same digits unrotated (same shift): the rotation score is relative to them (paper §4.2)
-    x0 = torch.from_numpy(upright_digits(table))[:, None]
+    x0 = torch.from_numpy(rerender_digits(table))[:, None]
     with torch.no_grad():
         e, e0 = model.encode(x), model.encode(x0)
     rel = relative_angles(e["theta"].numpy(), e0["theta"].numpy())

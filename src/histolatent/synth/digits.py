@@ -87,17 +87,23 @@ def _upsampled(digit_px: int, source: str = "sklearn") -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def upright_digits(table: pd.DataFrame, source: str = "sklearn", *, size: int = 50,
-                   digit_px: int = 28) -> np.ndarray:
-    """The digits of ``table`` unrotated, with their shifts: (N, size, size) float32.
+def rerender_digits(table: pd.DataFrame, angles=None, source: str = "sklearn", *, size: int = 50,
+                    digit_px: int = 28) -> np.ndarray:
+    """The digits of ``table`` (source digit and shift per row) re-rendered at new rotations.
 
-    TARGET-VAE's rotation score is relative to the prediction for the same digit upright (§4.2).
+    ``angles``: None (upright: TARGET-VAE's rotation score is relative to the prediction for
+    the same digit upright, §4.2), ``(N,)`` or ``(N, K)`` radians. Returns ``(N, size, size)``
+    or ``(N, K, size, size)`` float32 in [0, 1].
     """
+    a = np.zeros(len(table)) if angles is None else np.asarray(angles, dtype=np.float64)
+    a2 = a.reshape(len(table), -1)
     ups = _upsampled(int(digit_px), source)
-    out = np.zeros((len(table), size, size), dtype=np.float32)
-    for k, (s, dx, dy) in enumerate(table[["source_index", "dx", "dy"]].itertuples(index=False)):
-        out[k] = transform_digit(ups[int(s)], 0.0, float(dx), float(dy), size)
-    return np.clip(out, 0.0, 1.0, out=out)
+    out = np.zeros((len(table), a2.shape[1], size, size), dtype=np.float32)
+    for i, (s, dx, dy) in enumerate(table[["source_index", "dx", "dy"]].itertuples(index=False)):
+        for k in range(a2.shape[1]):
+            out[i, k] = transform_digit(ups[int(s)], float(a2[i, k]), float(dx), float(dy), size)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out[:, 0] if a.ndim == 1 else out
 
 
 def transform_digit(digit: np.ndarray, angle: float, dx: float, dy: float, size: int = 50) -> np.ndarray:
