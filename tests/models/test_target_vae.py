@@ -222,3 +222,61 @@ def test_encode_decode_detect_api_and_registry():
     assert m.compose(objs[0], 48).shape == (3, 48, 48)
     with pytest.raises(ValueError, match="divisible by pool"):
         create_model("target-vae", image_size=15, pool=2)
+
+
+def test_binomial_pooling_keeps_coordinates_and_aliases_less_than_average_pooling():
+    from histolatent.models.target_vae import binomial_pool
+
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(binomial_pool(torch.full((1, 2, 12, 12), 0.7), 2), torch.full((1, 2, 6, 6), 0.7))
+    x = torch.zeros(4, 1, 24, 24)
+    x[..., 6:18, 6:18] = torch.rand(4, 1, 12, 12, generator=g)  # zero border: no edge effects
+
+    def centroid(img: torch.Tensor) -> torch.Tensor:
+        ii = torch.arange(img.shape[-1], dtype=img.dtype)
+        w = img.sum((1, 2, 3))
+        return torch.stack([(img.sum(-1)[:, 0] * ii).sum(-1) / w, (img.sum(-2)[:, 0] * ii).sum(-1) / w], 1)
+
+    # mass kept; pooled pixel i sits at input 2 i + 1/2 (as for average pooling), and the centroid
+    # maps exactly (average pooling rounds an impulse to its pooling cell)
+    torch.testing.assert_close(binomial_pool(x, 2).sum((1, 2, 3)), x.sum((1, 2, 3)) / 4)
+    torch.testing.assert_close(centroid(binomial_pool(x, 2)), (centroid(x) - 0.5) / 2, atol=1e-4, rtol=0)
+    assert (centroid(F.avg_pool2d(x, 2)) - (centroid(x) - 0.5) / 2).abs().max() > 1e-3
+
+    # a one-pixel shift is half a pooled pixel: the ideal pooled image is halfway between the pooled
+    # image and the pooled two-pixel shift. Average pooling misses it by far more (aliasing).
+    def half_pixel_error(pool) -> float:
+        one, two = torch.roll(x, 1, dims=-1), torch.roll(x, 2, dims=-1)
+        return float((pool(one) - 0.5 * (pool(x) + pool(two))).pow(2).sum())
+
+    box, binom = half_pixel_error(lambda v: F.avg_pool2d(v, 2)), half_pixel_error(lambda v: binomial_pool(v, 2))
+    assert binom < 0.35 * box
+    m = create_model("target-vae", image_size=16, kernel_size=5, padding=0, channels=2, n_rotations=4, pool=2,
+                     pool_filter="binomial", fourier_features=8, gen_hidden=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m.prepare(torch.rand(1, 1, 16, 16)).dtype == torch.float32
+
+
+def test_phase_averaged_encoding():
+    g = torch.Generator().manual_seed(3)
+    x = torch.zeros(3, 1, 16, 16)
+    x[..., 4:12, 6:10] = torch.rand(3, 1, 8, 4, generator=g) + 0.5
+    torch.manual_seed(0)
+    full = create_model("target-vae", image_size=16, kernel_size=7, padding=2, channels=4, n_rotations=8,
+                        fourier_features=8, gen_hidden=8).eval()
+    a, b = full.encode(x), full.encode(x, average_phases=True)  # pool 1: one phase, the same result
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    torch.manual_seed(0)
+    m = create_model("target-vae", image_size=16, kernel_size=5, padding=1, channels=4, n_rotations=8, pool=2,
+                     pool_filter="binomial", fourier_features=8, gen_hidden=8, z_dim=3).eval()
+    e = m.encode(x, average_phases=True)
+    assert e["z"].shape == (3, 3) and e["theta"].shape == (3,) and e["attention"].shape == (3, 8, 6, 6)
+    torch.testing.assert_close(e["attention"].sum((1, 2, 3)), torch.ones(3))
+    # the attention is the mean of the four phases' posteriors; t is the cell of its mode, moved
+    # back by the mean phase shift of half a pixel
+    phases = [m.encode(F.pad(x, (0, j, 0, i))[..., i:, j:])["attention"] for i in (0, 1) for j in (0, 1)]
+    torch.testing.assert_close(e["attention"], torch.stack(phases).mean(0))
+    idx = e["attention"].reshape(3, -1).argmax(1) % 36
+    torch.testing.assert_close(e["t"], m.translation_grid(6, 6)[idx] + 1 / 15)
+    assert torch.equal(e["r"], e["attention"].reshape(3, -1).argmax(1) // 36)

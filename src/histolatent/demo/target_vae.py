@@ -17,7 +17,7 @@ def target_vae(ctx) -> Section:
     from histolatent.train import RunConfig, fit
 
     steps = 40 if ctx.quick else 150
-    model_cfg = {"name": "target-vae", "pool": 2, "kernel_size": 14, "padding": 2, "channels": 16,
+    model_cfg = {"name": "target-vae", "pool": 2, "pool_filter": "binomial", "kernel_size": 14, "padding": 2, "channels": 16,
                  "n_rotations": 8, "z_dim": 2, "fourier_features": 64, "gen_hidden": 64, "t_prior_std": 0.2,
                  "temperature": 0.5, "lr": 2e-3}
     cfg = RunConfig(model=model_cfg, data={"name": "synth-digits", "mode": "U", "n": 4000, "n_eval": 200},

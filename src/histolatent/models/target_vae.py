@@ -27,7 +27,8 @@ Shapes: images ``(B, C, D, D)`` in [0, 1]; maps ``(B, R, H, W)`` with ``H = D' +
 
 Reference configuration (REFERENCES.md; the authors' code): 50x50 inputs, kernel 28, padding 8,
 128 channels, R = 8, one 1x1 hidden layer, 1024 Fourier features, generator 2 x 512, Adam 2e-4,
-batch 100. ``pool`` > 1 average-pools the input and the reconstruction target (a CPU preset;
+batch 100. ``pool`` > 1 pools the input and the reconstruction target (a CPU preset; ``pool_filter``
+'binomial' aliases far less than plain averaging;
 ``decode`` still renders at any resolution since the generator is a function of coordinates).
 """
 
@@ -56,6 +57,22 @@ _LOGSTD_RANGE = (-8.0, 4.0)
 def wrap_angle(theta: Tensor) -> Tensor:
     """Wrap radians to ``(-pi, pi]``."""
     return math.pi - torch.remainder(math.pi - theta, 2 * math.pi)
+
+
+def binomial_pool(x: Tensor, pool: int) -> Tensor:
+    """Downsample ``(B, C, D, D)`` by ``pool`` with the separable filter ``box_pool * [1, 2, 1] / 4``
+    (``[1, 3, 3, 1] / 8`` for ``pool = 2``), edges replicated -> ``(B, C, D / pool, D / pool)``.
+
+    Output pixel ``i`` is centred where average pooling's is (input ``pool i + (pool - 1) / 2``),
+    so coordinates are unchanged; computed in float32 even under autocast.
+    """
+    tap = torch.ones(pool, dtype=torch.float64) / pool
+    k1 = F.conv1d(F.pad(tap, (2, 2))[None, None], torch.tensor([[[0.25, 0.5, 0.25]]], dtype=torch.float64))[0, 0]
+    k2 = (k1[:, None] * k1[None, :]).float().to(x.device)  # (pool + 2, pool + 2)
+    c = x.shape[1]
+    with torch.autocast(x.device.type, enabled=False):
+        xp = F.pad(x.float(), (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(xp, k2.expand(c, 1, *k2.shape).contiguous(), stride=pool, groups=c)
 
 
 def reconstruction_nll(out: Tensor, target: Tensor, likelihood: str, *, min_std: float = 0.02,
@@ -145,6 +162,10 @@ class TargetVAEConfig(Config):
     in_channels: int = Field(1, ge=1)
     image_size: int = Field(50, ge=4, description="side D of the training images")
     pool: int = Field(1, ge=1, description="average-pool inputs and targets by this factor (CPU presets)")
+    pool_filter: Literal["box", "binomial"] = Field(
+        "box", description="low-pass filter of the pooling: 'box' (plain average pooling) or 'binomial' "
+        "(box * [1, 2, 1] / 4, i.e. [1, 3, 3, 1] / 8 for pool 2): far less aliasing, so one-pixel shifts "
+        "of the input change the pooled image, and the inferred pose, much less")
     n_rotations: int = Field(8, ge=1, description="R: the P_R group of the lifting conv")
     channels: int = Field(128, ge=1)
     kernel_size: int = Field(28, ge=1, description="lifting kernel (in pooled pixels); larger than the object")
@@ -246,11 +267,15 @@ class TargetVAE(LossTermsModel):
 
     # -- inference network ----------------------------------------------------------------
     def prepare(self, x: Tensor) -> Tensor:
-        """Average-pool ``(B, C, D, D)`` by ``pool`` (identity for ``pool = 1``)."""
+        """Pool ``(B, C, D, D)`` by ``pool`` with ``pool_filter`` (identity for ``pool = 1``)."""
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"TARGET-VAE expects images (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
         p = self.config.pool
-        return F.avg_pool2d(x, p) if p > 1 else x
+        if p == 1:
+            return x
+        if self.config.pool_filter == "box":
+            return F.avg_pool2d(x, p)
+        return binomial_pool(x, p)
 
     def encoder_maps(self, x: Tensor) -> dict[str, Tensor]:
         """Per-location, per-rotation parameters of an already pooled input ``(B, C, D', D')``.
@@ -360,25 +385,42 @@ class TargetVAE(LossTermsModel):
 
     # -- inference API --------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, x: Tensor) -> dict[str, Tensor]:
+    def encode(self, x: Tensor, *, average_phases: bool = False) -> dict[str, Tensor]:
         """Pose and content at the most probable ``(t, r)`` of ``q(t, r | y)``.
+
+        ``average_phases`` (``pool > 1`` only): average ``q(t, r | y)`` over the ``pool^2``
+        sampling phases of the pooling (the image moved by 0 .. pool-1 pixels before pooling) and
+        take the mode of the average; ``theta`` and ``z`` are then ``q``-weighted means over the
+        phases at that cell. A pooled encoder is not invariant to sub-pool shifts: on MNIST
+        digits(U) a one-pixel shift turns about 5 % of near-symmetric digits by pi, and the
+        average removes part of that (benchmarks/target_vae.py). Costs ``pool^2`` encoder passes.
 
         Returns ``{"z" (B, Z), "z_logstd" (B, Z), "theta" (B,) in (-pi, pi], "theta_logstd" (B,),
         "t" (B, 2), "r" (B,) rotation index, "attention" (B, R, H, W) = q(t, r | y)}``.
         """
-        maps = self.posterior(x)
+        p = self.config.pool if average_phases else 1
+        phases = [self.posterior(F.pad(x, (0, b, 0, a))[..., a:, b:] if a or b else x)
+                  for a in range(p) for b in range(p)]
         b = x.shape[0]
-        _, r, h, w = maps["logits"].shape
-        idx = maps["log_q"].argmax(dim=1)  # (B,)
+        _, r, h, w = phases[0]["logits"].shape
+        log_q = torch.stack([m["log_q"] for m in phases])  # (P, B, N)
+        log_q_mean = torch.logsumexp(log_q, 0) - math.log(len(phases))
+        idx = log_q_mean.argmax(dim=1)  # (B,)
         ri, loc = idx // (h * w), idx % (h * w)
         ar = torch.arange(b, device=x.device)
-        z_mu = maps["z_mu"].reshape(b, self.config.z_dim, -1)[ar, :, idx]
-        z_ls = maps["z_logstd"].reshape(b, self.config.z_dim, -1)[ar, :, idx]
-        theta = wrap_angle(maps["theta_mu"].reshape(b, -1)[ar, idx] + self.offsets(x.device)[ri])
-        return {"z": z_mu, "z_logstd": z_ls, "theta": theta,
-                "theta_logstd": maps["theta_logstd"].reshape(b, -1)[ar, idx],
-                "t": self.translation_grid(h, w, x.device)[loc], "r": ri,
-                "attention": maps["log_q"].exp().reshape(b, r, h, w)}
+        wq = torch.softmax(log_q[:, ar, idx], dim=0)  # (P, B): phase weights at the chosen cell
+
+        def at_cell(key: str) -> Tensor:  # (P, B, ...) values of every phase at the chosen cell
+            return torch.stack([m[key].reshape(b, *m[key].shape[1:-3], -1)[ar, ..., idx] for m in phases])
+
+        th = at_cell("theta_mu") + self.offsets(x.device)[ri]
+        theta = torch.atan2((wq * th.sin()).sum(0), (wq * th.cos()).sum(0))
+        wz = wq[..., None]
+        # the phases move the image up-left by (pool - 1) / 2 pixels on average: undo that in t
+        t = self.translation_grid(h, w, x.device)[loc] + (p - 1) / (self.config.image_size - 1)
+        return {"z": (wz * at_cell("z_mu")).sum(0), "z_logstd": (wz * at_cell("z_logstd")).sum(0),
+                "theta": wrap_angle(theta), "theta_logstd": (wq * at_cell("theta_logstd")).sum(0),
+                "t": t, "r": ri, "attention": log_q_mean.exp().reshape(b, r, h, w)}
 
     @torch.no_grad()
     def detect(self, x: Tensor, *, max_objects: int = 10, min_distance: int | None = None,
