@@ -161,7 +161,7 @@ class TargetVAEConfig(Config):
 
     in_channels: int = Field(1, ge=1)
     image_size: int = Field(50, ge=4, description="side D of the training images")
-    pool: int = Field(1, ge=1, description="average-pool inputs and targets by this factor (CPU presets)")
+    pool: int = Field(1, ge=1, description="pool inputs and targets by this factor (CPU presets; see pool_filter)")
     pool_filter: Literal["box", "binomial"] = Field(
         "box", description="low-pass filter of the pooling: 'box' (plain average pooling) or 'binomial' "
         "(box * [1, 2, 1] / 4, i.e. [1, 3, 3, 1] / 8 for pool 2): far less aliasing, so one-pixel shifts "
@@ -399,8 +399,8 @@ class TargetVAE(LossTermsModel):
         "t" (B, 2), "r" (B,) rotation index, "attention" (B, R, H, W) = q(t, r | y)}``.
         """
         p = self.config.pool if average_phases else 1
-        phases = [self.posterior(F.pad(x, (0, b, 0, a))[..., a:, b:] if a or b else x)
-                  for a in range(p) for b in range(p)]
+        phases = [self.posterior(F.pad(x, (0, dj, 0, di))[..., di:, dj:] if di or dj else x)
+                  for di in range(p) for dj in range(p)]
         b = x.shape[0]
         _, r, h, w = phases[0]["logits"].shape
         log_q = torch.stack([m["log_q"] for m in phases])  # (P, B, N)
