@@ -223,9 +223,10 @@ def pose_scores(model, data: dict, *, period: float = 2 * math.pi, subset=None, 
         out["flip_frac"] = float((err > 150).mean())  # off by about pi (2-fold symmetric digits)
         out["flip_frac_by_label"] = {int(k): float((err[data["labels"] == k] > 150).mean())
                                      for k in np.unique(data["labels"])}
-        # stability: the same test images moved by one input pixel (half a pooled pixel for pool 2)
-        moved = encode(model, torch.roll(data["x_test"], 1, dims=-1), **kw)["theta"]
-        out["shift_1px_flip_frac"] = float((np.abs(relative_angles(moved, e["theta"])) > np.deg2rad(150)).mean())
+        if period == 2 * math.pi:  # a pi-flip means nothing when angles are scored modulo pi (nuclei)
+            # stability: the same test images moved by one input pixel (half a pooled pixel for pool 2)
+            moved = encode(model, torch.roll(data["x_test"], 1, dims=-1), **kw)["theta"]
+            out["shift_1px_flip_frac"] = float((np.abs(relative_angles(moved, e["theta"])) > np.deg2rad(150)).mean())
     if "t" in e:
         out["translation_corr"] = translation_correlation(e["t"], data["shift"])
     return out
