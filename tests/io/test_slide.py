@@ -151,5 +151,5 @@ def test_clear_errors(tmp_path, tiny_svs):
             assert out.shape == (128, 128, 3)
         except InputError as err:
             assert "corrupt" in str(err) or "truncated" in str(err)
-    with pytest.raises(InputError, match="mpp must be"):
+    with pytest.raises(InputError, match="mpp: expected"):
         open_slide(tiny_svs, mpp=-1)

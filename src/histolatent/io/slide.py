@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp, rgb8_from_any
 
 #: File suffixes read as plain images by :class:`ArraySlide`.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
@@ -173,9 +174,8 @@ class Slide(ABC):
             raise InputError(f"slide {self.name!r}: region size must be >= 1, got {w}x{h}")
         if mpp is None:
             return self.read_level(0, round(x), round(y), w, h)
-        if not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
-            raise InputError(f"slide {self.name!r}: mpp must be a positive number, got {mpp!r}")
-        downsample = float(mpp) / self.require_mpp()
+        mpp = check_mpp(mpp, name=f"slide {self.name!r}: mpp")
+        downsample = mpp / self.require_mpp()
         level = self.best_level(downsample)
         ds = self.level_downsamples[level]
         scale = downsample / ds  # level pixels per output pixel
@@ -351,7 +351,7 @@ class TiffSlideSlide(Slide):
         except Exception as err:
             raise InputError(f"slide {self.name!r}: cannot read level {level} region "
                              f"({x}, {y}, {w}, {h}): truncated or corrupt file ({type(err).__name__}: {err})") from None
-        out[y0 - y:y1 - y, x0 - x:x1 - x] = _to_rgb_uint8(np.asarray(arr), name=self.name)
+        out[y0 - y:y1 - y, x0 - x:x1 - x] = rgb8_from_any(arr, name=f"slide {self.name!r}")
         return out
 
     def close(self) -> None:
@@ -381,8 +381,7 @@ class ArraySlide(Slide):
         arr = np.asarray(image)
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or arr.size == 0:
             raise InputError(f"image {path or '<array>'}: expected HxW, HxWx3 or HxWx4, got shape {arr.shape}")
-        if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
-            raise InputError(f"image {path or '<array>'}: mpp must be a positive number, got {mpp!r}")
+        mpp = check_mpp(mpp, name=f"image {str(path) if path else '<array>'}: mpp", optional=True)
         view = arr.view()
         view.flags.writeable = False
         self._image = view
@@ -415,32 +414,8 @@ class ArraySlide(Slide):
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
         if x1 > x0 and y1 > y0:
-            out[y0 - y:y1 - y, x0 - x:x1 - x] = _to_rgb_uint8(self._image[y0:y1, x0:x1], name=self.name)
+            out[y0 - y:y1 - y, x0 - x:x1 - x] = rgb8_from_any(self._image[y0:y1, x0:x1], name=f"image {self.name!r}")
         return out
-
-
-def _to_rgb_uint8(arr: np.ndarray, *, name: str) -> np.ndarray:
-    """Any supported image array -> new RGB uint8 (grey replicated, alpha composited on white)."""
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.dtype == np.uint8:
-        a8 = arr
-    elif arr.dtype == np.uint16:
-        a8 = np.rint(arr / 257.0).astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InputError(f"image {name}: contains NaN or inf")
-        a8 = np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    else:
-        raise InputError(f"image {name}: unsupported dtype {arr.dtype}")
-    c = a8.shape[2]
-    if c == 1:
-        return np.repeat(a8, 3, axis=2)
-    if c == 4:
-        alpha = a8[..., 3:4].astype(np.float32) / 255.0
-        rgb = a8[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return np.rint(rgb).astype(np.uint8)
-    return np.array(a8[..., :3], dtype=np.uint8, copy=True)
 
 
 def _mpp_from_properties(props: dict[str, Any], prefix: str) -> float | None:
@@ -493,8 +468,7 @@ def open_slide(source: str | os.PathLike | np.ndarray, *, mpp: float | None = No
         raise InputError(f"slide {str(path)!r}: is a folder, expected a slide file")
     if path.stat().st_size == 0:
         raise InputError(f"slide {str(path)!r}: file is empty")
-    if mpp is not None and not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
-        raise InputError(f"slide {str(path)!r}: mpp must be a positive number, got {mpp!r}")
+    mpp = check_mpp(mpp, name=f"slide {str(path)!r}: mpp", optional=True)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ArraySlide.from_file(path, mpp=mpp)
 
