@@ -1,12 +1,34 @@
-"""Atomic writes: a crash leaves the old file or the new one, never half of one."""
+"""Atomic writes: a crash leaves the old file or the new one, never half of one.
+
+The one atomic-write helper module: :func:`atomic_path` for a file (a temporary name beside
+it, renamed into place), :func:`atomic_folder` for a folder built as a whole (a data set
+with its manifest), and the two one-line writers :func:`write_text_atomic` and
+:func:`write_bytes_atomic`.
+
+Example
+-------
+>>> import tempfile
+>>> from pathlib import Path
+>>> from histolatent.io.atomic import atomic_folder, write_text_atomic
+>>> root = Path(tempfile.mkdtemp())
+>>> with atomic_folder(root / "set") as tmp:
+...     _ = write_text_atomic(tmp / "a.txt", "hello")
+...     (root / "set").exists()     # nothing at the destination until the block succeeds
+False
+>>> sorted(p.name for p in (root / "set").iterdir())
+['a.txt']
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from histolatent.errors import InputError
 
 
 @contextlib.contextmanager
@@ -44,3 +66,34 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False, name: str = "out") -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; move it onto ``path`` if the block succeeds.
+
+    An existing empty folder at ``path`` is replaced; any other existing ``path`` is an
+    :class:`~histolatent.errors.InputError` (raised on entry, before any work) unless
+    ``overwrite``, in which case the old folder is swapped out only once the new one is
+    complete. ``name`` is how the error names the input (``"out"``, ``"--out"``).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        else:
+            raise InputError(f"{name}: {str(path)!r} already exists (pass overwrite=True / --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -9,6 +9,10 @@ Main entry points
 - :func:`render_tile`, :func:`rerender`, :func:`stain_pair`, :func:`stain_pairs`
 - :func:`cell_patches`, :func:`roi_set`
 - :func:`write_slide` (pyramidal JPEG TIFF, tile by tile)
+- data set folders with manifests, one per ``histolatent synth`` command (in
+  :mod:`histolatent.synth.writers`): :func:`write_cells`, :func:`write_tiles`,
+  :func:`write_rois`, :func:`write_stain_pairs`, :func:`write_slides`, :func:`write_nic`,
+  :func:`write_digits`
 - :func:`nic_image`, :func:`nic_slide`
 - :func:`rotated_digits`, :func:`multi_digit_canvas`
 - :func:`realism_table`, :func:`realism_figure` (in :mod:`histolatent.synth.figures`)
@@ -37,6 +41,15 @@ from histolatent.synth.stain import (
     site_stain,
 )
 from histolatent.synth.tissue import PRESETS, REGIONS, TYPE_IDS, TYPES, Blob, TissueSpec, World
+from histolatent.synth.writers import (
+    write_cells,
+    write_digits,
+    write_nic,
+    write_rois,
+    write_slides,
+    write_stain_pairs,
+    write_tiles,
+)
 
 
 def realism_table(**kwargs):
@@ -58,5 +71,6 @@ __all__ = [
     "NicImage", "RoiSet", "Scanner", "SlideTruth", "Stain", "StainPair", "SynthTile", "TissueSpec", "World",
     "cell_patches", "clean_rgb", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
     "realism_table", "render_region", "render_tile", "rerender", "roi_set", "rotated_digits", "site_scanner",
-    "site_stain", "split_indices", "stain_pair", "stain_pairs", "write_slide",
+    "site_stain", "split_indices", "stain_pair", "stain_pairs", "write_cells", "write_digits", "write_nic",
+    "write_rois", "write_slide", "write_slides", "write_stain_pairs", "write_tiles",
 ]

@@ -1,52 +1,21 @@
-"""Write SynthPath data sets to a folder with a manifest (used by ``histolatent synth``).
+"""Files of a SynthPath data set folder: lossless PNGs and the manifest.
 
-A folder is built under a temporary name beside its destination and renamed into place
-when complete, so a crash leaves no half-written data set. Every folder holds
+The folder writers of :mod:`histolatent.synth.writers` build each folder under a temporary
+name (:func:`histolatent.io.atomic.atomic_folder`) and rename it into place when complete,
+so a crash leaves no half-written data set. Every folder holds
 ``manifest.parquet`` (one row per item and its ground truth) and ``manifest.json``
 (what was generated, with which parameters, and the same rows).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
-
-from histolatent.errors import InputError
-
-
-@contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; move it onto ``path`` if the block succeeds."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-        else:
-            raise InputError(f"out: {str(path)!r} already exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
