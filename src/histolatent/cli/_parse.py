@@ -17,3 +17,16 @@ def numbers(text: str, option: str) -> list[float]:
     except ValueError:
         raise InputError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
+
+def overrides(sets: list[str] | None) -> dict:
+    """``["a=1", "b.c=x"]`` (``--set``, repeatable) -> ``{"a": 1, "b": {"c": "x"}}``."""
+    from histolatent.config import parse_override
+
+    out: dict = {}
+    for text in sets or []:
+        keys, value = parse_override(text)
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return out

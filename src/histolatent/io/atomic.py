@@ -2,8 +2,8 @@
 
 The one atomic-write helper module: :func:`atomic_path` for a file (a temporary name beside
 it, renamed into place), :func:`atomic_folder` for a folder built as a whole (a data set
-with its manifest), and the two one-line writers :func:`write_text_atomic` and
-:func:`write_bytes_atomic`.
+with its manifest), and the one-line writers :func:`write_text_atomic`, :func:`write_bytes_atomic` and
+:func:`write_image_atomic`.
 
 Example
 -------
@@ -27,6 +27,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from histolatent.errors import InputError
 
@@ -97,3 +98,17 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False, name: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_image_atomic(path: str | os.PathLike, image: Any) -> Path:
+    """Write an RGB / grey uint8 image to ``path`` atomically, in the format its suffix names.
+
+    PNG when the suffix is not an image format PIL knows; returns the path.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=fmt)
+    return path

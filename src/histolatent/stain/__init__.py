@@ -30,6 +30,7 @@ from histolatent.stain.optical_density import (
     tissue_pixel_mask,
 )
 from histolatent.stain.reinhard import ReinhardNormalizer, lab_from_rgb, rgb_from_lab
+from histolatent.stain.slide import normalize_slide
 from histolatent.stain.vahadane import VahadaneNormalizer, nn_lasso2, vahadane_dictionary
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "load_normalizer",
     "macenko_stain_matrix",
     "nn_lasso2",
+    "normalize_slide",
     "od_from_concentrations",
     "od_from_rgb",
     "register_normalizer",
