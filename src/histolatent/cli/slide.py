@@ -1,4 +1,8 @@
-"""``histolatent slide info|thumbnail|tissue|tiles``: slides at a physical scale."""
+"""``histolatent slide info|thumbnail|tissue|tiles``: slides at a physical scale.
+
+``tissue`` and ``tiles`` call :mod:`histolatent.tissue.files`; ``--figure`` adds an overlay
+drawn by :func:`histolatent.viz.tissue.tissue_overlay_figure`.
+"""
 
 from __future__ import annotations
 
@@ -9,74 +13,58 @@ import typer
 
 app = typer.Typer(help="Slides: metadata, thumbnails, tissue masks and tile grids.", no_args_is_help=True)
 
+_PATH = typer.Argument(..., help="Slide or image file.")
 _MPP = typer.Option(None, "--slide-mpp", help="Microns per level-0 pixel, when the file has none (PNG/JPEG).")
 
 
-def _save_png(path: Path, arr) -> Path:
-    from PIL import Image
+def _open(path: Path, slide_mpp: float | None):
+    from histolatent.io.image import check_mpp
+    from histolatent.io.slide import open_slide
 
-    from histolatent.io.atomic import atomic_path
-
-    with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-    return path
+    return open_slide(path, mpp=check_mpp(slide_mpp, name="--slide-mpp", optional=True))
 
 
 @app.command("info")
-def info(path: Path = typer.Argument(..., help="Slide or image file."), slide_mpp: float = _MPP,
+def info(path: Path = _PATH, slide_mpp: float = _MPP,
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Backend, dimensions, levels, mpp and which levels use the native-tile fast path."""
-    from histolatent.io.slide import open_slide
-
-    with open_slide(path, mpp=slide_mpp) as slide:
+    with _open(path, slide_mpp) as slide:
         meta = slide.info()
-    if as_json:
-        typer.echo(json.dumps(meta, indent=2))
-        return
-    for k, v in meta.items():
-        typer.echo(f"{k:20s} {v}")
+    typer.echo(json.dumps(meta, indent=2) if as_json else "\n".join(f"{k:20s} {v}" for k, v in meta.items()))
 
 
 @app.command("thumbnail")
-def thumbnail(path: Path = typer.Argument(..., help="Slide or image file."),
-              out: Path = typer.Argument(..., help="Output PNG."),
+def thumbnail(path: Path = _PATH, out: Path = typer.Argument(..., help="Output PNG."),
               max_px: int = typer.Option(1024, help="Longest side in pixels."), slide_mpp: float = _MPP) -> None:
     """Write a thumbnail (read in strips: memory does not grow with the slide)."""
-    from histolatent.io.slide import open_slide
+    from histolatent.io.atomic import write_image_atomic
 
-    with open_slide(path, mpp=slide_mpp) as slide:
-        thumb = slide.thumbnail(max_px)
-    typer.echo(str(_save_png(out, thumb)))
+    with _open(path, slide_mpp) as slide:
+        typer.echo(str(write_image_atomic(out, slide.thumbnail(max_px))))
 
 
 @app.command("tissue")
-def tissue(path: Path = typer.Argument(..., help="Slide or image file."),
-           out: Path = typer.Argument(..., help="Output mask PNG (255 = tissue)."),
+def tissue(path: Path = _PATH, out: Path = typer.Argument(..., help="Output mask PNG (255 = tissue)."),
            figure: Path = typer.Option(None, help="Also write an overlay figure here."),
            thumbnail_px: int = typer.Option(2048, help="Thumbnail size the mask is computed on."),
            remove_pen: bool = typer.Option(False, "--remove-pen", help="Remove green/blue pen marks."),
            threshold: float = typer.Option(None, help="Fixed tissue-score threshold instead of Otsu."),
            slide_mpp: float = _MPP) -> None:
     """Detect tissue (bright and unsaturated = glass; Otsu + morphology) and write the mask."""
-    import numpy as np
+    from histolatent.tissue.files import write_tissue_mask
 
-    from histolatent.io.slide import open_slide
-    from histolatent.tissue import detect_tissue
-
-    with open_slide(path, mpp=slide_mpp) as slide:
-        mask = detect_tissue(slide, thumbnail_px=thumbnail_px, remove_pen=remove_pen, threshold=threshold)
-        _save_png(out, (mask.mask * 255).astype(np.uint8))
+    with _open(path, slide_mpp) as slide:
+        mask = write_tissue_mask(slide, out, thumbnail_px=thumbnail_px, remove_pen=remove_pen, threshold=threshold)
         typer.echo(f"{out}: tissue {mask.tissue_fraction:.1%} of the slide")
         if figure is not None:
             from histolatent.viz.tissue import tissue_overlay_figure
 
-            tissue_overlay_figure(slide.thumbnail(min(thumbnail_px, 1024)), mask.mask, figure,
-                                  level0_dimensions=slide.dimensions, title=path.name)
-            typer.echo(str(figure))
+            typer.echo(str(tissue_overlay_figure(slide.thumbnail(min(thumbnail_px, 1024)), mask.mask, figure,
+                                                 level0_dimensions=slide.dimensions, title=path.name)))
 
 
 @app.command("tiles")
-def tiles(path: Path = typer.Argument(..., help="Slide or image file."),
+def tiles(path: Path = _PATH,
           out: Path = typer.Argument(..., help="Output CSV: x, y (level 0), mpp, tile_px, tissue_fraction."),
           mpp: float = typer.Option(..., help="Microns per pixel of the tiles."),
           tile_px: int = typer.Option(256, help="Tile side in pixels at --mpp."),
@@ -88,26 +76,15 @@ def tiles(path: Path = typer.Argument(..., help="Slide or image file."),
           save_tiles: Path = typer.Option(None, help="Also write every tile as PNG into this folder."),
           slide_mpp: float = _MPP) -> None:
     """Tile grid at a physical scale with the tissue fraction of each tile."""
-    from histolatent.io.slide import open_slide
-    from histolatent.tissue import detect_tissue, mask_from_geojson, mask_from_image, tile_grid
+    from histolatent.tissue.files import load_tissue_mask, write_tile_grid
 
-    with open_slide(path, mpp=slide_mpp) as slide:
-        if mask is None:
-            tm = detect_tissue(slide, remove_pen=remove_pen)
-        elif mask.suffix.lower() in (".geojson", ".json"):
-            tm = mask_from_geojson(mask, slide.dimensions)
-        else:
-            tm = mask_from_image(mask, slide.dimensions)
-        grid = tile_grid(slide, mpp=mpp, tile_px=tile_px, stride_px=stride_px, min_tissue=min_tissue, mask=tm)
-        grid.to_csv(out)
-        typer.echo(f"{out}: {len(grid)} tiles of {tile_px} px at {mpp} um/px")
+    with _open(path, slide_mpp) as slide:
+        tm = load_tissue_mask(slide, mask, remove_pen=remove_pen)
+        grid = write_tile_grid(slide, out, mpp=mpp, tile_px=tile_px, stride_px=stride_px, min_tissue=min_tissue,
+                               mask=tm, tiles_dir=save_tiles)
+        typer.echo(f"{out}: {len(grid)} tiles of {tile_px} px at {mpp} um/px"
+                   + (f"; {len(grid)} PNG tiles in {save_tiles}" if save_tiles is not None else ""))
         if figure is not None:
             from histolatent.viz.tissue import tissue_overlay_figure
 
-            tissue_overlay_figure(slide.thumbnail(1024), tm.mask, figure, grid=grid, title=path.name)
-            typer.echo(str(figure))
-        if save_tiles is not None:
-            save_tiles.mkdir(parents=True, exist_ok=True)
-            for i, tile in grid.iter_tiles(slide):
-                _save_png(save_tiles / f"tile_{int(grid.x[i])}_{int(grid.y[i])}.png", tile)
-            typer.echo(f"{save_tiles}: {len(grid)} PNG tiles")
+            typer.echo(str(tissue_overlay_figure(slide.thumbnail(1024), tm.mask, figure, grid=grid, title=path.name)))
