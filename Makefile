@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 # One torch/OpenMP thread per test worker: JOBS workers x N threads on JOBS cores would
 # oversubscribe them, and spin-waiting OpenMP threads then run ~10x slower.
+# pytest collects tests/ and the docstring examples of src/histolatent (pyproject.toml).
 test: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -q
 

@@ -9,7 +9,7 @@ import typer
 
 def command(
     out: Path = typer.Option(Path("histolatent-demo"), "--out", help="Output folder."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random step (data, initialisation, sampling)."),
     quick: bool = typer.Option(False, "--quick", help="Fewer steps: a smoke run in seconds."),
     only: list[str] = typer.Option([], "--only", help="Run only these stages (repeatable)."),
 ) -> None:

@@ -100,18 +100,20 @@ def normalize_slide(normalizer: StainNormalizer | str | os.PathLike, slide: Any,
     >>> import tempfile
     >>> from pathlib import Path
     >>> from histolatent.io.slide import open_slide
+    >>> from histolatent.io.tiff_writer import write_pyramidal_tiff
     >>> from histolatent.stain import MacenkoNormalizer
     >>> from histolatent.stain.slide import normalize_slide
-    >>> from histolatent.synth import render_tile, write_slide
+    >>> from histolatent.synth import render_tile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = write_slide(folder / "s.tiff", size=(512, 256), tile_px=64, lesion=None, seed=1)
-    >>> norm = MacenkoNormalizer().fit(render_tile(128, seed=2, stain=3).rgb)
-    >>> out = normalize_slide(norm, folder / "s.tiff", folder / "n.tiff", tile_px=64)
+    >>> slide = write_pyramidal_tiff(folder / "s.tiff", render_tile((256, 128), seed=1, stain=3, tissue="tumour").rgb,
+    ...                              mpp=0.5, tile_px=64)
+    >>> norm = MacenkoNormalizer().fit(render_tile(128, seed=2).rgb)
+    >>> out = normalize_slide(norm, slide, folder / "n.tiff", tile_px=64)
     >>> with open_slide(out) as s:
     ...     s.dimensions, s.mpp
-    ((512, 256), 0.5)
-    >>> norm.n_transformed, norm.n_skipped  # 8 x 4 tiles, all under the slide's one estimate
-    (32, 0)
+    ((256, 128), 0.5)
+    >>> norm.n_transformed, norm.n_skipped  # 4 x 2 tiles, all under the slide's one estimate
+    (8, 0)
     """
     from histolatent.io.slide import Slide, open_slide
     from histolatent.io.tiff_writer import level_sizes, write_pyramidal_tiff

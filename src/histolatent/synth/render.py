@@ -330,7 +330,7 @@ def render_tile(size_px: int | tuple[int, int] = 512, mpp: float = 0.5, seed: in
     Examples
     --------
     >>> t = render_tile(256, mpp=0.5, seed=1)
-    >>> t.rgb.shape, t.instances.max() == len(t.nuclei)
+    >>> t.rgb.shape, bool(t.instances.max() == len(t.nuclei))
     ((256, 256, 3), True)
     """
     w, h = _check_size(size_px)
