@@ -134,6 +134,7 @@ def _slide(rec: Recorder) -> dict:
     return {"histolatent.io.slide.open_slide": lambda path, mpp=None: FakeSlide(rec, path, mpp)}
 
 
+LOAD = {"histolatent.train.load_model": "MODEL"}  # a run folder becomes a model in the CLI
 SUMMARY = {"model": "m", "status": "finished", "step": 1, "train": {}, "val": {}}
 SPECS: dict[str, Any] = {
     "info": lambda rec: Spec({"histolatent.cli.info.machine_info": {"versions": {"torch": "2"}, "cores": 2}},
@@ -169,13 +170,13 @@ SPECS: dict[str, Any] = {
          "histolatent.io.atomic.write_text_atomic": Path("m.json")},
         {"source": "s.png", "target": "t.png"}, alts={"methods": "reinhard", "set_": ["macenko.alpha=2"]}),
     "nuclei detect": lambda rec: Spec({"histolatent.nuclei.files.detect_nuclei": _summary}, {"inputs": "s.svs"}),
-    "nuclei segment": lambda rec: Spec({"histolatent.nuclei.files.segment_nuclei": _summary}, {"inputs": "s.svs"},
+    "nuclei segment": lambda rec: Spec({"histolatent.nuclei.files.segment_nuclei": _summary, **LOAD}, {"inputs": "s.svs"},
                                        alts={"method": "unet"}),
     "nuclei patches": lambda rec: Spec({"histolatent.nuclei.files.write_nucleus_patches": Path("p.zarr")},
                                        {"cells": "c.parquet", "slides": "s.svs", "out": "p.zarr"}),
     "nuclei train": lambda rec: Spec({"histolatent.train.fit": Path("run"), "torch.set_num_threads": None},
                                      alts={"set_": ["train.steps=2"]}),
-    "nuclei evaluate": lambda rec: Spec({"histolatent.nuclei.files.evaluate_nuclei": {"stain_0": {"f1": 1.0}}},
+    "nuclei evaluate": lambda rec: Spec({"histolatent.nuclei.files.evaluate_nuclei": {"stain_0": {"f1": 1.0}}, **LOAD},
                                         {"method": "log"}),
     "synth cells": lambda rec: _synth("write_cells", preset="infogan", types="lymphocyte"),
     "synth tiles": lambda rec: _synth("write_tiles"),

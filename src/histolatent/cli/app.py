@@ -1,14 +1,14 @@
 """The ``histolatent`` command: a thin layer over the Python API.
 
 Each command group lives in its own module exposing ``app`` (a ``typer.Typer``) or, for a
-single command, ``command`` (a function). Add it to ``_GROUPS`` / ``_COMMANDS`` below;
-modules are imported only when the CLI starts, so the API stays light.
+single command, ``command`` (a function); :func:`build_app` adds them. The modules are
+imported only when the CLI starts, so the API stays light. ``docs/cli.md`` is generated
+from this app (``python -m histolatent.cli.docs``).
 """
 
 from __future__ import annotations
 
 import sys
-from importlib import import_module
 
 import typer
 
@@ -21,42 +21,37 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-# (module, group name) — a group of sub-commands
-_GROUPS: list[tuple[str, str]] = [
-    ("runs", "runs"),
-    ("slide", "slide"),
-    ("stain", "stain"),
-    ("nuclei", "nuclei"),
-    ("synth", "synth"),
-]
-# (module, command name) — a single command
-_COMMANDS: list[tuple[str, str]] = [
-    ("info", "info"),
-    ("samples", "samples"),
-    ("train", "train"),
-    ("demo", "demo"),
-    ("bench", "bench"),
-    ("embed", "embed"),
-    ("probe", "probe"),
-    ("cluster", "cluster"),
-]
-
-
 _built = False
 
 
 def build_app() -> typer.Typer:
     """The app with every command added (once; later calls return the same app)."""
     global _built
-    if not _built:
-        for module, name in _COMMANDS:
-            mod = import_module(f"histolatent.cli.{module}")
-            app.command(name, help=mod.command.__doc__)(mod.command)
-        for module, name in _GROUPS:
-            mod = import_module(f"histolatent.cli.{module}")
-            app.add_typer(mod.app, name=name)
-        _built = True
+    if _built:
+        return app
+    from histolatent.cli import (
+        bench,
+        cluster,
+        demo,
+        embed,
+        info,
+        nuclei,
+        probe,
+        runs,
+        samples,
+        slide,
+        stain,
+        synth,
+        train,
+    )
+
+    # single commands, then groups of sub-commands, in the order `histolatent --help` lists them
+    for name, module in (("info", info), ("samples", samples), ("train", train), ("demo", demo), ("bench", bench),
+                         ("embed", embed), ("probe", probe), ("cluster", cluster)):
+        app.command(name, help=module.command.__doc__)(module.command)
+    for name, module in (("runs", runs), ("slide", slide), ("stain", stain), ("nuclei", nuclei), ("synth", synth)):
+        app.add_typer(module.app, name=name)
+    _built = True
     return app
 
 

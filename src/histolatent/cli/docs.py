@@ -1,13 +1,8 @@
 """docs/cli.md, generated from the typer app: every command with its arguments, options and help.
 
-Regenerate it from the repository root with::
-
-    python -m histolatent.cli.docs            # writes docs/cli.md
-    python -m histolatent.cli.docs --check    # exit status 1 if docs/cli.md is not current
-
-``tests/cli/test_cli_docs.py`` fails when the file differs from :func:`render_cli_markdown`.
+``python -m histolatent.cli.docs`` (from the repository root) writes it; with ``--check`` it
+exits 1 on a stale file, as ``tests/cli/test_cli_docs.py`` fails on one.
 """
-
 from __future__ import annotations
 
 import inspect
@@ -41,40 +36,37 @@ def _help(command: Any) -> str:
     return inspect.cleandoc(command.help or "").strip()
 
 
+def _arg(p: Any) -> str:
+    return p.name.upper() + ("..." if p.nargs == -1 else "")
+
+
 def _usage(path: str, command: Any) -> str:
-    parts = [path]
-    if any(p.param_type_name == "option" for p in command.params) or hasattr(command, "commands"):
-        parts.append("COMMAND" if hasattr(command, "commands") else "[OPTIONS]")
-    for p in command.params:
-        if p.param_type_name == "argument":
-            name = p.name.upper() + ("..." if p.nargs == -1 else "")
-            parts.append(name if p.required else f"[{name}]")
+    parts = [path, "COMMAND" if hasattr(command, "commands") else "[OPTIONS]"]
+    parts += [_arg(p) if p.required else f"[{_arg(p)}]" for p in command.params if p.param_type_name == "argument"]
     return " ".join(parts)
 
 
 def _param_rows(command: Any, ctx: Any) -> list[str]:
     rows = []
-    for p in command.params:
-        if p.hidden:
-            continue
+    for p in (p for p in command.params if not p.hidden):
         if p.param_type_name == "argument":
-            name = p.name.upper() + ("..." if p.nargs == -1 else "")
             extra = "  [required]" if p.required else ("" if p.default is None else f"  [default: {p.default}]")
-            rows.append(f"| `{name}` | {_cell((p.help or '') + extra)} |")
+            rows.append(f"| `{_arg(p)}` | {_cell((p.help or '') + extra)} |")
         else:
             names, text = p.get_help_record(ctx)
             rows.append(f"| `{names}` | {_cell(text)} |")
     return rows
 
 
+def _subcommands(command: Any) -> list[str]:
+    return command.list_commands(command.context_class(command)) if hasattr(command, "commands") else []
+
+
 def _walk(command: Any, path: str) -> list[tuple[str, Any]]:
     """``(command path, command)`` depth first, in the order the app lists them."""
-    from typer._click.core import Context
-
     out = [(path, command)]
-    if hasattr(command, "commands"):
-        for name in command.list_commands(Context(command, info_name=path)):
-            out += _walk(command.commands[name], f"{path} {name}")
+    for name in _subcommands(command):
+        out += _walk(command.commands[name], f"{path} {name}")
     return out
 
 
@@ -94,14 +86,13 @@ def render_cli_markdown(app: Any = None) -> str:
     True
     """
     import typer
-    from typer._click.core import Context
 
     if app is None:
         from histolatent.cli.app import build_app
 
         app = build_app()
     root = typer.main.get_command(app)
-    commands = [(path, c) for path, c in _walk(root, "histolatent")[1:]]
+    commands = _walk(root, "histolatent")[1:]
     lines = [_HEADER, "| command | what it does |", "|---|---|"]
     for path, c in commands:
         if not hasattr(c, "commands"):
@@ -109,8 +100,8 @@ def render_cli_markdown(app: Any = None) -> str:
     for path, c in commands:
         lines += ["", f"## `{path}`", "", _help(c) or "", "", f"Usage: `{_usage(path, c)}`"]
         if hasattr(c, "commands"):
-            lines += ["", "Commands: " + ", ".join(f"`{name}`" for name in c.list_commands(Context(c)))]
-        rows = _param_rows(c, Context(c, info_name=path.rsplit(" ", 1)[-1]))
+            lines += ["", "Commands: " + ", ".join(f"`{name}`" for name in _subcommands(c))]
+        rows = _param_rows(c, c.context_class(c, info_name=path.rsplit(" ", 1)[-1]))
         if rows:
             lines += ["", "| argument / option | help |", "|---|---|", *rows]
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
@@ -119,20 +110,16 @@ def render_cli_markdown(app: Any = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m histolatent.cli.docs [--check] [PATH]``: write (or check) the CLI reference."""
     args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    rest = [a for a in args if a != "--check"]
-    path = Path(rest[0]) if rest else DOCS_PATH
-    text = render_cli_markdown()
-    if check:
-        current = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if current != text:
+    paths = [a for a in args if a != "--check"]
+    path, text = Path(paths[0] if paths else DOCS_PATH), render_cli_markdown()
+    if "--check" in args:
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
             print(f"{path} is not current: run `python -m histolatent.cli.docs`", file=sys.stderr)
             return 1
         return 0
     from histolatent.io.atomic import write_text_atomic
 
-    write_text_atomic(path, text)
-    print(path)
+    print(write_text_atomic(path, text))
     return 0
 
 

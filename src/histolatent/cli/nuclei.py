@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from histolatent.cli._show import print_table
+
 app = typer.Typer(help="Nuclei: LoG detection, watershed / U-Net segmentation, patches, cell tables, QuPath GeoJSON.",
                   no_args_is_help=True)
 
@@ -19,19 +21,18 @@ _WORKERS = typer.Option(None, "--workers", help="Local Dask workers (default: mi
 _OVERWRITE = typer.Option(False, "--overwrite", help="Redo slides that already have a cell table.")
 
 
+def _model(run: Path | None):  # a run folder -> its model: the nuclei API takes models, never loads them
+    from histolatent.train import load_model
+
+    return None if run is None else load_model(run)
+
+
 def _report(summary, title: str) -> None:
     """Print the per-slide summary; failed slides make the exit status 1."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("slide_id", "status", "n_nuclei", "MNA µm²", "SDNA µm²"):
-        table.add_column(col)
     rows = summary.to_dict("records")
     fmt = lambda v: "-" if v != v else f"{v:.1f}"  # noqa: E731 - NaN-aware
-    for r in rows:
-        table.add_row(str(r["slide_id"]), str(r["status"]), str(r["n_nuclei"]), fmt(r["mna_um2"]), fmt(r["sdna_um2"]))
-    Console().print(table)
+    print_table([(r["slide_id"], r["status"], r["n_nuclei"], fmt(r["mna_um2"]), fmt(r["sdna_um2"])) for r in rows],
+                ("slide_id", "status", "n_nuclei", "MNA µm²", "SDNA µm²"), title=title)
     failed = [r for r in rows if r.get("status") == "failed"]
     for r in failed:
         typer.secho(f"{r['slide_id']}: {r.get('error')}", fg=typer.colors.RED, err=True)
@@ -63,8 +64,8 @@ def segment(inputs: Path = _INPUTS, out: Path = _OUT,
     """Nucleus outlines and morphometrics (watershed or U-Net) -> cell tables + QuPath GeoJSON."""
     from histolatent.nuclei.files import segment_nuclei
 
-    _report(segment_nuclei(inputs, out, method=method, model=model, geojson=geojson, slide_mpp=slide_mpp, mpp=mpp,
-                           overwrite=overwrite, scheduler=scheduler, n_workers=workers, progress=True),
+    _report(segment_nuclei(inputs, out, method=method, model=_model(model), geojson=geojson, slide_mpp=slide_mpp,
+                           mpp=mpp, overwrite=overwrite, scheduler=scheduler, n_workers=workers, progress=True),
             f"nuclei ({method}) -> {out}")
 
 
@@ -115,6 +116,6 @@ def evaluate(method: str = typer.Argument(..., help="log | watershed | unet"),
     """Score a nucleus finder on held-out SynthPath tiles (or your annotations); prints JSON."""
     from histolatent.nuclei.files import evaluate_nuclei
 
-    typer.echo(json.dumps(evaluate_nuclei(method, model=model, tiles=tiles, size_px=size, mpp=tile_mpp, stains=stain,
-                                          annotations=annotations, annotations_mpp=annotations_mpp,
+    typer.echo(json.dumps(evaluate_nuclei(method, model=_model(model), tiles=tiles, size_px=size, mpp=tile_mpp,
+                                          stains=stain, annotations=annotations, annotations_mpp=annotations_mpp,
                                           match_um=match_um), indent=2))

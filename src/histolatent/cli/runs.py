@@ -13,19 +13,15 @@ app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
 @app.command("list")
 def list_(root: Path = typer.Argument(Path("runs"), help="Folder holding run folders.")) -> None:
     """One line per run: model, status, step, last losses."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from histolatent.cli._show import print_table
     from histolatent.train import list_runs, run_summary
 
-    table = Table(title=f"runs in {root}")
-    for col in ("run", "model", "status", "step", "last train", "last val"):
-        table.add_column(col)
-    for run in list_runs(root):
-        s = run_summary(run)
-        fmt = lambda d: " ".join(f"{k}={float(v):.4g}" for k, v in d.items() if k not in ("step", "elapsed_s"))  # noqa: E731
-        table.add_row(run.name, s["model"], s["status"], str(s["step"]), fmt(s["train"]), fmt(s["val"]))
-    Console().print(table)
+    def losses(d: dict) -> str:
+        return " ".join(f"{k}={float(v):.4g}" for k, v in d.items() if k not in ("step", "elapsed_s"))
+
+    rows = [(run.name, s["model"], s["status"], s["step"], losses(s["train"]), losses(s["val"]))
+            for run, s in ((run, run_summary(run)) for run in list_runs(root))]
+    print_table(rows, ("run", "model", "status", "step", "last train", "last val"), title=f"runs in {root}")
 
 
 @app.command("show")

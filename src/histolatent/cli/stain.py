@@ -73,9 +73,7 @@ def compare(source: Path = typer.Argument(..., help="Image to normalise."),
             as_json: Path = typer.Option(None, "--json", help="Also write the metrics as JSON."),
             set_: list[str] = typer.Option(None, "--set", help="Option for every method, e.g. colorizer.steps=300.")) -> None:
     """Normalise SOURCE to TARGET with each method; print a metrics table and write a figure."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from histolatent.cli._show import print_table
     from histolatent.io.atomic import write_text_atomic
     from histolatent.stain.files import compare_normalizers, read_image
     from histolatent.viz.stain import stain_comparison_figure
@@ -85,12 +83,8 @@ def compare(source: Path = typer.Argument(..., help="Image to normalise."),
     src, tgt, ref = (None if p is None else read_image(p) for p in (source, target, truth))
     outputs, table = compare_normalizers(src, tgt, methods=names, truth=ref, params=overrides(set_))
     cols = sorted({k for v in table.values() for k in v})
-    t = Table(title=f"{source.name} -> {target.name} (vs {'truth' if truth else 'target style'})")
-    for c in ["method", *cols]:
-        t.add_column(c)
-    for m, row in table.items():
-        t.add_row(m, *[f"{row[c]:.4g}" if c in row else "-" for c in cols])
-    Console().print(t)
+    print_table([(m, *[f"{row[c]:.4g}" if c in row else "-" for c in cols]) for m, row in table.items()],
+                ["method", *cols], title=f"{source.name} -> {target.name} (vs {'truth' if truth else 'target style'})")
     stain_comparison_figure(src, tgt, outputs, figure, truth=ref, metrics=table)
     typer.echo(str(figure))
     if as_json is not None:
