@@ -64,3 +64,31 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return obj
+
+
+def run_benchmark(name: str, *, quick: bool = False, bench_dir: str | os.PathLike = "benchmarks") -> dict[str, Any]:
+    """Run the script ``bench_dir/NAME.py`` (its ``main(quick=...)``) and return its figures.
+
+    The script writes its own result (:func:`save_result`). An unknown ``name`` is an
+    :class:`~histolatent.errors.InputError` that lists the benchmarks there.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from histolatent.bench import run_benchmark
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "tiny.py").write_text("def main(quick=False): return {'quick': quick}")
+    >>> run_benchmark("tiny", quick=True, bench_dir=folder)
+    {'quick': True}
+    """
+    import runpy
+
+    from histolatent.errors import InputError
+
+    script = Path(bench_dir) / f"{name}.py"
+    if not script.is_file():
+        known = sorted(p.stem for p in Path(bench_dir).glob("*.py") if not p.stem.startswith("_"))
+        raise InputError(f"no benchmark {name!r} at {script}; known: {', '.join(known) or '(none)'} "
+                         "(run from the repository root, or pass --dir)")
+    return runpy.run_path(str(script), run_name=f"histolatent_bench_{name}")["main"](quick=quick)

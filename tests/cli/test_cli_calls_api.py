@@ -123,13 +123,6 @@ def _runs_folders(tmp_path: Path) -> None:
         (tmp_path / name / "config.yaml").write_text("model: {name: x}\n")
 
 
-def _bench_scripts(tmp_path: Path) -> None:
-    for d in ("benchmarks", "alt-path"):
-        (tmp_path / d).mkdir()
-        for name in ("a", "alt"):
-            (tmp_path / d / f"{name}.py").write_text("")
-
-
 def _slide(rec: Recorder) -> dict:
     return {"histolatent.io.slide.open_slide": lambda path, mpp=None: FakeSlide(rec, path, mpp)}
 
@@ -143,8 +136,7 @@ SPECS: dict[str, Any] = {
     "train": lambda rec: Spec({"histolatent.train.fit": Path("run")}, {"config": "c.yaml"},
                               alts={"set_": ["train.lr=1"]}),
     "demo": lambda rec: Spec({"histolatent.demo.run_demo": (Path("report.html"), [])}),
-    "bench": lambda rec: Spec({"runpy.run_path": lambda *a, **k: {"main": rec.wrap("main", {"f": 1})}},
-                              {"name": "a"}, setup=_bench_scripts),
+    "bench": lambda rec: Spec({"histolatent.bench.run_benchmark": {"f": 1}}, {"name": "a"}),
     "runs list": lambda rec: Spec({"histolatent.train.list_runs": [Path("r1")],
                                    "histolatent.train.run_summary": SUMMARY}),
     "runs show": lambda rec: Spec({"histolatent.train.run_summary": SUMMARY}, {"run": "run1"}, setup=_runs_folders),

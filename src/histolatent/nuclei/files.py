@@ -40,7 +40,8 @@ def _find_nuclei(inputs: Any, out: str | os.PathLike, *, method: str, model: Any
     if method not in METHODS:
         raise InputError(f"method: expected one of {METHODS}, got {method!r}")
     if method == "unet" and model is None:
-        raise InputError("model: method 'unet' needs a U-Net run folder (train one: histolatent nuclei train)")
+        raise InputError("model: method 'unet' needs a U-Net (train one with `histolatent nuclei train`, then "
+                         "histolatent.train.load_model(run))")
     slide_mpp = check_mpp(slide_mpp, name="slide_mpp", optional=True)
     mpp = check_mpp(mpp, name="mpp", optional=True)
     files = list_inputs(inputs)
@@ -139,7 +140,8 @@ def segment_nuclei(inputs: Any, out: str | os.PathLike, *, method: str = "waters
     method : {"watershed", "unet"}
         The segmenter.
     model
-        The U-Net (a run folder of ``histolatent nuclei train``, or the model) for "unet".
+        The U-Net for "unet": a model object (a run folder of ``histolatent nuclei train``
+        becomes one with :func:`histolatent.train.load_model`; this package never loads one).
     geojson : bool
         Also write ``<slide_id>.geojson`` outlines.
 
@@ -257,7 +259,7 @@ def evaluate_nuclei(method: str, *, model: Any = None, tiles: int = 20, size_px:
     ----------
     method : {"log", "watershed", "unet"}
     model
-        The U-Net (run folder or model) for "unet".
+        The U-Net model for "unet" (see :func:`segment_nuclei`).
     tiles : int
         Held-out tiles per stain (:func:`~histolatent.nuclei.evaluate.heldout_tiles`).
     size_px, mpp
