@@ -36,9 +36,10 @@ import pandas as pd
 import torch
 
 from histolatent.bench import results_dir, save_result
-from histolatent.downstream.aggregation import aggregate_rois, table_from_parts
+from histolatent.downstream.aggregation import aggregate_rois
 from histolatent.downstream.embedding import encode_patches
 from histolatent.downstream.probes import probe_representations
+from histolatent.embed.columns import table_from_parts
 from histolatent.models import PlainOptimizers, create_model
 from histolatent.nn.groupconv import (
     GroupConv2d,

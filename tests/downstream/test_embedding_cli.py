@@ -88,7 +88,7 @@ def test_train_embed_probe_cli(tmp_path, cli):
 
 def test_probe_command_aggregates_rois(tmp_path):
     from histolatent.cli.probe import command as probe
-    from histolatent.downstream.aggregation import table_from_parts
+    from histolatent.embed.columns import table_from_parts
 
     rng = np.random.default_rng(3)
     n_roi, per = 60, 6

@@ -25,8 +25,9 @@ def command(
     """Logistic probes (L2 tuned on val) with mAUC over resampled training sets, per feature set."""
     import pandas as pd
 
-    from histolatent.downstream.aggregation import aggregate_rois, is_orientation_part, part_columns
+    from histolatent.downstream.aggregation import aggregate_rois
     from histolatent.downstream.probes import probe_representations
+    from histolatent.embed.columns import is_orientation_part, part_columns
     from histolatent.errors import InputError
     from histolatent.io.atomic import write_text_atomic
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from histolatent.downstream.aggregation import table_from_parts
+from histolatent.embed.columns import table_from_parts
 from histolatent.errors import InputError
 
 __all__ = ["embed_cells", "encode_patches", "read_cell_patches"]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from histolatent.downstream.aggregation import is_orientation_part, part_array, part_columns
+from histolatent.embed.columns import is_orientation_part, part_array, part_columns
 from histolatent.machine import torch_threads
 from histolatent.metrics.auc import multiclass_auc
 
