@@ -1,0 +1,18 @@
+"""Trained models meet data: every place a model is applied to images, cells or slides.
+
+=====================================  ========================================================
+:func:`encode_images`                  ``model.encode`` over a batch of images, parts as arrays
+:func:`embed_cells`                    a cell table + embedding columns, chunked and resumable
+:func:`patch_geometry`                 the patch size and mpp a run was trained on
+:func:`weights_hash`                   the identity of a model's weights
+:mod:`~histolatent.embed.columns`      the naming rule of embedding columns (``z_iso_00`` …)
+=====================================  ========================================================
+
+``downstream`` reads what these write (tables and grids) and never applies a model.
+"""
+
+from histolatent.embed.cells import embed_cells
+from histolatent.embed.encode import encode_images, weights_hash
+from histolatent.embed.runs import patch_geometry
+
+__all__ = ["embed_cells", "encode_images", "patch_geometry", "weights_hash"]
