@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
+
+from histolatent.errors import InputError
 
 
 def test_probe_command_aggregates_rois(tmp_path):
@@ -28,3 +31,15 @@ def test_probe_command_aggregates_rois(tmp_path):
     assert set(res) == {"z_iso", "mna,sdna", "z_ori"}  # z_ori: ROI histograms, rotation-invariant probe
     assert res["z_iso"]["mean"] > 0.8 and res["mna,sdna"]["mean"] > 0.8
     assert res["z_ori"]["mean"] < 0.8  # random angles carry no grade
+
+
+def test_probe_table_names_what_is_missing_before_fitting(tmp_path):
+    from histolatent.downstream.probes import probe_table
+
+    t = pd.DataFrame({"z_00": [0.0, 1.0], "label": [0, 1], "split": ["train", "test"]})
+    with pytest.raises(InputError, match="part 'w'"):
+        probe_table(t, label="label", features=["w"])
+    with pytest.raises(InputError, match="'val'"):
+        probe_table(t, label="label", features=["z"])
+    with pytest.raises(InputError, match="does not exist"):
+        probe_table(tmp_path / "none.parquet", label="label", features=["z"])
