@@ -63,8 +63,8 @@ def _finite_run(run: Path) -> bool:
 
 
 def _infogan_seed(seed: int, steps: int, out: Path, test) -> tuple[dict, Path, float]:
+    from histolatent.embed import classify_images
     from histolatent.metrics.classification import classification_report
-    from histolatent.models.infogan import classify_images
     from histolatent.train import RunConfig, fit, load_model
 
     cfg = RunConfig(model=MODEL, data=DATA, train={"steps": steps, "batch_size": BATCH, "seed": seed,
@@ -76,17 +76,13 @@ def _infogan_seed(seed: int, steps: int, out: Path, test) -> tuple[dict, Path, f
     seconds = time.perf_counter() - t0
     model = load_model(run)
     cls, _ = classify_images(model, test.images)
-    rep = classification_report(test.labels.numpy(), cls.numpy(), n_clusters=3, class_names=TYPES)
+    rep = classification_report(test.labels.numpy(), cls, n_clusters=3, class_names=TYPES)
     return rep, run, seconds
 
 
 def _baselines_seed(seed: int, train, test, out: Path, ae_steps: int) -> tuple[dict, dict]:
-    from histolatent.downstream.kmeans_baselines import (
-        encoder_features,
-        kmeans_baseline,
-        pixel_features,
-        train_feature_encoder,
-    )
+    from histolatent.downstream.kmeans_baselines import kmeans_baseline, pixel_features
+    from histolatent.embed import encode_images, train_feature_encoder
     from histolatent.train import load_model
 
     y = test.labels.numpy()
@@ -95,7 +91,7 @@ def _baselines_seed(seed: int, train, test, out: Path, ae_steps: int) -> tuple[d
     run = train_feature_encoder(DATA, out=out / f"autoencoder-seed{seed}", seed=seed, steps=ae_steps,
                                 batch_size=64, latent_dim=32, channels=[16, 32, 64])
     enc = load_model(run)
-    feat = kmeans_baseline(encoder_features(enc, train.images), encoder_features(enc, test.images), y, n_clusters=3,
+    feat = kmeans_baseline(encode_images(enc, train.images)["z"], encode_images(enc, test.images)["z"], y, n_clusters=3,
                            seed=seed, n_init=N_INIT, class_names=TYPES)
     return pix, feat
 
@@ -109,7 +105,7 @@ def _real_sample(run: Path, fig_dir: Path) -> dict:
     from PIL import Image
 
     from histolatent import samples
-    from histolatent.models.infogan import classify_images
+    from histolatent.embed import classify_images
     from histolatent.nuclei.patches import PatchSpec, extract_patches
     from histolatent.nuclei.pipeline import cells_from_image
     from histolatent.train import load_model
@@ -125,7 +121,7 @@ def _real_sample(run: Path, fig_dir: Path) -> dict:
     grid_png = class_grid_figure(model, fig_dir / "infogan-real-generated.png", n_rows=6, seed=0,
                                  title="generated cells per class (rows = z)")
     r = np.sqrt(cells["area_um2"].to_numpy()[kept] / np.pi) / mpp if "area_um2" in cells.columns else 6.0
-    overlay_png = cluster_overlay(rgb, cells["x"].to_numpy()[kept], cells["y"].to_numpy()[kept], cls.numpy(),
+    overlay_png = cluster_overlay(rgb, cells["x"].to_numpy()[kept], cells["y"].to_numpy()[kept], cls,
                                   fig_dir / "infogan-real-overlay.png", radius_px=r,
                                   class_names=[f"class {j}" for j in range(3)],
                                   title="tiatoolbox target image: nuclei coloured by InfoGAN class")
@@ -144,8 +140,8 @@ def _real_sample(run: Path, fig_dir: Path) -> dict:
     n_show = 8
     fig, axes = plt.subplots(k, n_show, figsize=(n_show * 0.9, k * 0.95), squeeze=False)
     for j in range(k):
-        idx = np.flatnonzero(cls.numpy() == j)
-        idx = idx[np.argsort(-prob[idx, j].numpy())][:n_show]
+        idx = np.flatnonzero(cls == j)
+        idx = idx[np.argsort(-prob[idx, j])][:n_show]
         for i in range(n_show):
             ax = axes[j, i]
             ax.set_xticks([])
@@ -161,8 +157,8 @@ def _real_sample(run: Path, fig_dir: Path) -> dict:
     per_class = fig_dir / "infogan-real-examples.png"
     fig.savefig(per_class, dpi=100)
     plt.close(fig)
-    counts = np.bincount(cls.numpy(), minlength=k).tolist()
-    return {"n_nuclei": int(len(kept)), "class_counts": counts, "mean_max_prob": float(prob.max(1).values.mean()),
+    counts = np.bincount(cls, minlength=k).tolist()
+    return {"n_nuclei": int(len(kept)), "class_counts": counts, "mean_max_prob": float(prob.max(1).mean()),
             "figures": [str(combined), str(per_class), str(grid_png), str(overlay_png)]}
 
 

@@ -36,9 +36,10 @@ import pandas as pd
 import torch
 
 from histolatent.bench import results_dir, save_result
-from histolatent.downstream.aggregation import aggregate_rois, table_from_parts
-from histolatent.downstream.embedding import encode_patches
+from histolatent.downstream.aggregation import aggregate_rois
 from histolatent.downstream.probes import probe_representations
+from histolatent.embed import encode_images
+from histolatent.embed.columns import table_from_parts
 from histolatent.models import PlainOptimizers, create_model
 from histolatent.nn.groupconv import (
     GroupConv2d,
@@ -248,8 +249,8 @@ def model_guarantees(model, images: np.ndarray, n: int = 64) -> dict:
 # -- downstream -------------------------------------------------------------------------------
 def embed_table(models: dict, images: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
     parts = {}
-    parts.update(encode_patches(models["vae"], images, parts=["mu"], batch_size=128))
-    parts.update(encode_patches(models["se2n-vae"], images, parts=["z_iso", "q_ori"], batch_size=128))
+    parts.update(encode_images(models["vae"], images, parts=["mu"], batch_size=128))
+    parts.update(encode_images(models["se2n-vae"], images, parts=["z_iso", "q_ori"], batch_size=128))
     return table_from_parts(parts, table)
 
 

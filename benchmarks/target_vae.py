@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from histolatent.bench import results_dir, save_result
+from histolatent.embed import encode_images
 from histolatent.io.atomic import write_text_atomic
 from histolatent.metrics.circular import (
     circular_correlation,
@@ -187,15 +188,9 @@ def train(name: str, options: dict, x: torch.Tensor, *, steps: int, seconds: flo
                    "loss_last_50": float(np.mean(losses[-50:]))}
 
 
-@torch.no_grad()
 def encode(model, x: torch.Tensor, batch: int = 250, **kw) -> dict[str, np.ndarray]:
-    parts: dict[str, list] = {}
-    for i in range(0, len(x), batch):
-        e = model.encode(x[i:i + batch], **kw)
-        for k in ("z", "theta", "t"):
-            if k in e:
-                parts.setdefault(k, []).append(e[k].float())
-    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+    """The parts z, theta and t that ``model`` has, float32; ``kw`` go to ``model.encode``."""
+    return encode_images(model, x, parts=["z", "theta", "t"], strict=False, batch_size=batch, encode_kwargs=kw)
 
 
 def cluster_scores(z: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:

@@ -1,8 +1,13 @@
 """histolatent: unsupervised representation learning for histopathology.
 
-From single nuclei to whole-slide images: SynthPath ground truth, slide I/O, tissue and
-stain, nuclei, group-equivariant VAEs, TARGET-VAE, InfoGAN, Neural Image Compression, and
-the downstream probes, clustering and reports that put the representations to work.
+What exists today: slide I/O at a physical scale, tissue masks and tile grids, stain
+normalisation (Macenko, Reinhard, Vahadane, a neural colouriser), nuclei detection and
+segmentation with cell tables, SynthPath ground-truth data, one training engine, and three
+representation learners (the SE(2,N)-VAE with z_ISO / z_ORI, TARGET-VAE, an InfoGAN for
+nucleus types). ``histolatent.embed`` applies a trained model to cell tables and slides;
+``histolatent.downstream`` reads the resulting tables (probes, aggregation, clustering).
+Neural Image Compression's slide-level learning and Deformation Representation Learning
+are not built yet.
 """
 
 __version__ = "0.1.0"

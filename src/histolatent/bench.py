@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from histolatent.errors import InputError
 from histolatent.io.atomic import write_text_atomic
-from histolatent.machine import git_commit, machine_info, package_versions
+from histolatent.machine import machine_info, package_versions, source_state
 
 
 def results_dir() -> Path:
@@ -23,9 +24,17 @@ def results_dir() -> Path:
 
 
 def save_result(name: str, figures: dict[str, float], *, details: dict[str, Any] | None = None,
-                notes: str = "", out_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``<name>.json`` ({figures, details, notes, machine, versions, commit, date}) and ``<name>.md``."""
+                notes: str = "", out_dir: str | os.PathLike | None = None, allow_dirty: bool | None = None) -> Path:
+    """Write ``<name>.json`` ({figures, details, notes, machine, versions, commit, date}) and ``<name>.md``.
+
+    A result must name the code it measured: it records the commit, whether ``src/`` had
+    uncommitted changes (``src_dirty``) and a hash of ``src/``. Writing into the committed
+    results folder (``benchmarks/results``) from a tree whose ``src/`` is dirty is refused,
+    unless ``allow_dirty`` (or ``$HISTOLATENT_BENCH_ALLOW_DIRTY=1``) says so; such a result
+    is marked ``"src_dirty": true`` in the JSON and the table.
+    """
     out = Path(out_dir) if out_dir is not None else results_dir()
+    state = check_result_target(name, out_dir=out, allow_dirty=allow_dirty)
     machine = machine_info()
     machine.pop("versions", None)
     record = {
@@ -35,11 +44,12 @@ def save_result(name: str, figures: dict[str, float], *, details: dict[str, Any]
         "notes": notes,
         "machine": machine,
         "versions": package_versions(),
-        "commit": git_commit(),
+        **state,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path = write_text_atomic(out / f"{name}.json", json.dumps(record, indent=2) + "\n")
-    lines = [f"# benchmark `{name}`", "", f"{record['date']} · commit {record['commit'] or '?'} · "
+    lines = [f"# benchmark `{name}`", "", f"{record['date']} · commit {record['commit'] or '?'}"
+             f"{' (src DIRTY)' if record['src_dirty'] else ''} · "
              f"{machine['cpu']} ({machine['cores']} cores, torch threads {machine['torch_threads']})", "",
              "| figure | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in record["figures"].items()]
@@ -47,6 +57,34 @@ def save_result(name: str, figures: dict[str, float], *, details: dict[str, Any]
         lines += ["", notes]
     write_text_atomic(out / f"{name}.md", "\n".join(lines) + "\n")
     return path
+
+
+def check_result_target(name: str, *, out_dir: str | os.PathLike | None = None,
+                        allow_dirty: bool | None = None) -> dict[str, Any]:
+    """Refuse, before any work, a result that would not name the code it measured.
+
+    Returns :func:`~histolatent.machine.source_state` (commit, ``src_dirty``, ``src_hash``).
+    Raises :class:`InputError` when ``src/`` is dirty and ``out_dir`` is the committed
+    ``benchmarks/results`` folder, unless dirty results are allowed (see :func:`save_result`).
+    """
+    out = Path(out_dir) if out_dir is not None else results_dir()
+    state = source_state()
+    if allow_dirty is None:
+        allow_dirty = os.environ.get("HISTOLATENT_BENCH_ALLOW_DIRTY", "") not in ("", "0")
+    if state["src_dirty"] and not allow_dirty and _is_committed_results(out):
+        raise InputError(f"benchmark {name!r}: src/ has uncommitted changes, so {out} would record code that no "
+                         "commit holds; commit first (or set HISTOLATENT_BENCH_ALLOW_DIRTY=1 to write a result "
+                         "marked dirty)")
+    return state
+
+
+def _is_committed_results(out: Path) -> bool:
+    """Is ``out`` the repository's ``benchmarks/results`` folder (the one results are committed in)?"""
+    try:
+        resolved = out.resolve()
+    except OSError:
+        return False
+    return resolved.name == "results" and resolved.parent.name == "benchmarks"
 
 
 def _fmt(v: Any) -> str:

@@ -82,13 +82,40 @@ def _memory_gb() -> float | None:
     return None
 
 
-def git_commit(repo: str | os.PathLike | None = None) -> str | None:
+def _git(args: list[str], repo: str | os.PathLike | None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=repo, timeout=5, check=False)
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=repo, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str | None:
+    """The checked-out commit of ``repo`` (default: the working directory), or None outside git."""
+    out = _git(["rev-parse", "HEAD"], repo)
+    return (out or "").strip() or None
+
+
+def source_state(package_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What code a measurement ran: commit, whether ``src/`` differs from it, and a hash of ``src/``.
+
+    ``src_hash`` is the SHA-256 of every ``*.py`` file under the package folder (paths and
+    bytes, in sorted order), so a result can be matched to the code even without git.
+    ``src_dirty`` is True when ``git status`` lists a change under ``src/`` (untracked files
+    included), None outside a git checkout. ``package_dir`` defaults to this package.
+    """
+    import hashlib
+
+    pkg = Path(package_dir).resolve() if package_dir is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+    top = _git(["rev-parse", "--show-toplevel"], pkg)
+    dirty = None
+    if top is not None:
+        status = _git(["status", "--porcelain", "--untracked-files=all", "--", str(pkg)], pkg)
+        dirty = bool(status and status.strip()) if status is not None else None
+    return {"commit": git_commit(pkg) if top is not None else None, "src_dirty": dirty, "src_hash": h.hexdigest()}
 
 
 @contextlib.contextmanager

@@ -1,17 +1,14 @@
-"""k-means baselines of paper 4: pixels and encoder features, fitted on train, scored on held-out cells."""
+"""k-means baselines of paper 4: pixel features, fitted on train, scored on held-out cells.
+
+(The encoder features are :func:`histolatent.embed.encode_images`, tested in tests/embed.)
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from histolatent.downstream.kmeans_baselines import (
-    encoder_features,
-    kmeans_baseline,
-    kmeans_clusters,
-    pixel_features,
-)
-from histolatent.models import create_model
+from histolatent.downstream.kmeans_baselines import kmeans_baseline, kmeans_clusters, pixel_features
 
 
 def _blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,14 +36,3 @@ def test_kmeans_fitted_on_train_recovers_separated_classes_on_held_out_items():
     a = kmeans_clusters(pixel_features(tr), pixel_features(te), 3, seed=4)[1]
     b = kmeans_clusters(pixel_features(tr), pixel_features(te), 3, seed=4)[1]
     np.testing.assert_array_equal(a, b)  # seeded
-
-
-def test_encoder_features_take_the_named_part():
-    torch.manual_seed(0)
-    model = create_model("autoencoder", in_channels=3, image_size=8, channels=[4, 8], latent_dim=5)
-    imgs, _ = _blobs(7, 3)
-    imgs = np.repeat(np.repeat(imgs, 2, axis=1), 2, axis=2)  # (7, 8, 8, 3)
-    f = encoder_features(model, imgs, part="z", batch_size=3)
-    assert f.shape == (7, 5) and np.isfinite(f).all()
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
-    np.testing.assert_allclose(f, model.eval().encode(x)["z"].detach().numpy(), rtol=1e-5, atol=1e-6)

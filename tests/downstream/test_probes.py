@@ -8,14 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histolatent.downstream.aggregation import (
-    aggregate_rois,
-    angle_histograms,
-    columns_from_parts,
-    part_array,
-    part_columns,
-    table_from_parts,
-)
+from histolatent.downstream.aggregation import aggregate_rois, angle_histograms
 from histolatent.downstream.probes import (
     CyclicMaxProbe,
     Features,
@@ -24,6 +17,7 @@ from histolatent.downstream.probes import (
     resampled_mauc,
     stratified_bootstrap,
 )
+from histolatent.embed.columns import columns_from_parts, part_array, part_columns, table_from_parts
 
 
 def _split_tables(n: int, seed: int):

@@ -193,36 +193,6 @@ def test_same_seed_gives_bitwise_identical_weights_and_logs_wgan_diagnostics(tin
     assert len(rows) == 3 and all(math.isfinite(float(r[k])) for r in rows for k in ("wasserstein", "gp", "mi_nll"))
 
 
-def test_cluster_command_writes_classes_probabilities_and_geojson(tiny_run, tmp_path):
-    import json
-
-    import pandas as pd
-    from PIL import Image
-    from typer.testing import CliRunner
-
-    from histolatent.cli.app import _build
-    from histolatent.io.tables import read_cell_table, with_physical_coordinates, write_cell_table
-
-    rng = np.random.default_rng(0)
-    img = tmp_path / "roi.png"
-    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(img)
-    cells = with_physical_coordinates(pd.DataFrame({"x": [10.0, 25.0, 48.0], "y": [12.0, 20.0, 39.0]}),
-                                      slide_id="roi", mpp=1.0)
-    write_cell_table(cells, tmp_path / "cells.parquet", metadata={"source": str(img)})
-    res = CliRunner().invoke(_build(), ["cluster", str(tiny_run), "--cells", str(tmp_path / "cells.parquet"),
-                                        "--names", "a,b,c"])
-    assert res.exit_code == 0, res.output
-    out = read_cell_table(tmp_path / "cells.parquet")
-    assert out["cluster"].between(0, 2).all() and set(out["classification"]) <= {"a", "b", "c"}
-    q = out[[f"q_c_{j:02d}" for j in range(3)]].to_numpy()
-    np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(out["cluster_prob"], q.max(1), rtol=1e-6)
-    assert (out["cluster"].to_numpy() == q.argmax(1)).all()
-    fc = json.loads((tmp_path / "cells.geojson").read_text())
-    names = {f["properties"]["classification"]["name"] for f in fc["features"]}
-    assert names == set(out["classification"])
-
-
 def test_crops_dataset_splits_are_disjoint_and_items_are_images_with_labels():
     from histolatent.datasets import create_dataset
 

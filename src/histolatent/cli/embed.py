@@ -13,42 +13,24 @@ def command(
     out: Path = typer.Option(..., "--out", help="Output Parquet: the cell table plus embedding columns."),
     patches: Path = typer.Option(None, "--patches",
                                  help="uint8 (N, H, W, 3) .npy of patches aligned with the table's rows; "
-                                      "without it patches are read from the 'slide' column at (x, y)."),
+                                      "without it patches are read from the slide around each cell's (x, y)."),
     slide: Path = typer.Option(None, "--slide",
-                               help="The slide or image every cell comes from (tables written by "
-                                    "`histolatent nuclei` name their slide by id, not by path)."),
-    mpp: float = typer.Option(0.25, "--mpp", help="Patch resolution (µm/px) when reading from slides."),
+                               help="The slide or image the cells come from (default: the table's source)."),
+    slide_mpp: float = typer.Option(None, "--slide-mpp", help="µm/px of a slide without one (default: the table's mpp)."),
+    mpp: float = typer.Option(None, "--mpp", help="Patch resolution (µm/px); default: the run's data.mpp."),
     parts: list[str] = typer.Option([], "--part", help="Encode part(s) to keep (repeatable; default all)."),
+    edge: str = typer.Option("pad", "--edge", help="Patches leaving the slide: pad (white) | reflect."),
+    chunk_rows: int = typer.Option(4096, "--chunk-rows", help="Cells per chunk: the memory bound and unit of resume."),
     batch_size: int = typer.Option(256, "--batch-size"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16"),
 ) -> None:
-    """Encode every cell of a table with a trained model; writes TABLE + columns like z_iso_00."""
-    import numpy as np
-    import pandas as pd
+    """Encode every cell of a table with a trained model; writes TABLE + columns like z_iso_00.
 
-    from histolatent.downstream.embedding import embed_cells, read_cell_patches
-    from histolatent.errors import InputError
-    from histolatent.io.atomic import atomic_path
-    from histolatent.train import load_model
+    Resumable: run the same command again after a crash and finished chunks are reused.
+    """
+    from histolatent.embed import embed_cells
 
-    if not cells.is_file():
-        raise InputError(f"--cells {str(cells)!r} does not exist")
-    if precision not in ("fp32", "bf16"):
-        raise InputError(f"--precision {precision!r}: expected fp32 or bf16")
-    model = load_model(run)
-    table = pd.read_parquet(cells)
-    if patches is not None:
-        if not patches.is_file():
-            raise InputError(f"--patches {str(patches)!r} does not exist")
-        arr = np.load(patches, mmap_mode="r")
-    else:
-        source = table
-        if slide is not None:
-            if not slide.exists():
-                raise InputError(f"--slide {str(slide)!r} does not exist")
-            source = table.assign(slide=str(slide))  # only for reading; the output keeps the table's columns
-        arr = read_cell_patches(source, size_px=model.config.image_size, mpp=mpp)
-    result = embed_cells(model, table, arr, parts=parts or None, batch_size=batch_size, precision=precision)
-    with atomic_path(out) as tmp:
-        result.to_parquet(tmp, index=False)
-    typer.echo(f"{out}: {len(result)} cells, {result.shape[1] - table.shape[1]} embedding columns")
+    path = embed_cells(run, cells, out, slides=slide, patches=patches, mpp=mpp, slide_mpp=slide_mpp,
+                       parts=parts or None, edge=edge, chunk_rows=chunk_rows, batch_size=batch_size,
+                       precision=precision)
+    typer.echo(f"{path}: cells and embedding columns written")

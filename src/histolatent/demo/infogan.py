@@ -21,8 +21,8 @@ def infogan(ctx) -> Section:
     from histolatent import samples
     from histolatent.datasets import create_dataset
     from histolatent.downstream.kmeans_baselines import kmeans_baseline, pixel_features
+    from histolatent.embed import classify_images
     from histolatent.metrics.classification import classification_report
-    from histolatent.models.infogan import classify_images
     from histolatent.nuclei.patches import PatchSpec, extract_patches
     from histolatent.nuclei.pipeline import cells_from_image
     from histolatent.train import RunConfig, fit, load_model
@@ -51,7 +51,7 @@ def infogan(ctx) -> Section:
         test = create_dataset("synth-nuclei-crops", split="test", **opts)
         cls, _ = classify_images(gan, test.images)
         y = test.labels.numpy()
-        rep = classification_report(y, cls.numpy(), n_clusters=3, class_names=TYPES)
+        rep = classification_report(y, cls, n_clusters=3, class_names=TYPES)
         km = kmeans_baseline(pixel_features(train.images_uint8), pixel_features(test.images_uint8), y, n_clusters=3,
                              seed=ctx.seed, class_names=TYPES)
         grid = class_grid_figure(gan, ctx.figures / "infogan-classes.png", n_rows=5, seed=ctx.seed)
@@ -63,7 +63,7 @@ def infogan(ctx) -> Section:
         patches, kept = extract_patches(rgb, cells[["x", "y"]].to_numpy(), PatchSpec(size, 0.5), mpp=0.5,
                                         edge="reflect")
         real_cls, _ = classify_images(gan, patches)
-        overlay = cluster_overlay(rgb, cells["x"].to_numpy()[kept], cells["y"].to_numpy()[kept], real_cls.numpy(),
+        overlay = cluster_overlay(rgb, cells["x"].to_numpy()[kept], cells["y"].to_numpy()[kept], real_cls,
                                   ctx.figures / "infogan-target.png", radius_px=7.0,
                                   title="tiatoolbox target (crop): nuclei coloured by InfoGAN class")
     rows = []

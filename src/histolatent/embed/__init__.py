@@ -1,0 +1,27 @@
+"""Trained models meet data: every place a model is applied to images, cells or slides.
+
+=====================================  ========================================================
+:func:`encode_images`                  ``model.encode`` over a batch of images, parts as arrays
+:func:`embed_cells`                    a cell table + embedding columns, chunked and resumable
+:func:`cluster_cells`                  InfoGAN classes of a cell table, + a QuPath GeoJSON
+:func:`classify_images`                InfoGAN ``argmax q(c | x)`` of patches in memory
+:func:`embed_slide_grid`               a slide -> a zarr ``(C, H, W)`` grid of tile codes
+:func:`read_slide_grid`                such a grid, its tissue mask and attrs
+:func:`patch_geometry`                 the patch size and mpp a run was trained on
+:func:`weights_hash`                   the identity of a model's weights
+:mod:`~histolatent.embed.columns`      the naming rule of embedding columns (``z_iso_00`` …)
+:func:`train_feature_encoder`          the label-free autoencoder of the k-means baseline
+=====================================  ========================================================
+
+``downstream`` reads what these write (tables and grids) and never applies a model.
+"""
+
+from histolatent.embed.baselines import train_feature_encoder
+from histolatent.embed.cells import embed_cells
+from histolatent.embed.cluster import classify_images, cluster_cells
+from histolatent.embed.encode import encode_images, weights_hash
+from histolatent.embed.grid import embed_slide_grid, read_slide_grid
+from histolatent.embed.runs import patch_geometry
+
+__all__ = ["classify_images", "cluster_cells", "embed_cells", "embed_slide_grid", "encode_images",
+           "patch_geometry", "read_slide_grid", "train_feature_encoder", "weights_hash"]

@@ -1,8 +1,9 @@
 """Atomic writes: a crash leaves the old file or the new one, never half of one.
 
 The one atomic-write helper module: :func:`atomic_path` for a file (a temporary name beside
-it, renamed into place), :func:`atomic_folder` for a folder built as a whole (a data set
-with its manifest), and the one-line writers :func:`write_text_atomic`, :func:`write_bytes_atomic` and
+it, renamed into place), :func:`atomic_paths` for several files that belong together (all or
+none), :func:`atomic_folder` for a folder built as a whole (a data set with its manifest, a
+zarr store), and the one-line writers :func:`write_text_atomic`, :func:`write_bytes_atomic` and
 :func:`write_image_atomic`.
 
 Example
@@ -70,13 +71,59 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 @contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Like :func:`atomic_path` for several outputs that belong together: all or none.
+
+    Yields one temporary path beside each of ``paths``. If the block succeeds, each is
+    renamed onto its target; if any rename fails, the targets already replaced get their
+    old contents back (or are removed if they did not exist). If the block fails, no target
+    is touched.
+    """
+    targets = [Path(p) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield tmps
+        moved: list[tuple[Path, Path | None]] = []
+        try:
+            for tmp, path in zip(tmps, targets, strict=True):
+                backup = None
+                if path.exists():
+                    backup = path.with_name(f".{path.name}.{os.getpid()}.old")
+                    os.replace(path, backup)
+                moved.append((path, backup))
+                os.replace(tmp, path)
+        except BaseException:
+            for path, backup in reversed(moved):
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            raise
+        for _, backup in moved:
+            if backup is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    backup.unlink()
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+@contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False, name: str = "out") -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; move it onto ``path`` if the block succeeds.
 
     An existing empty folder at ``path`` is replaced; any other existing ``path`` is an
     :class:`~histolatent.errors.InputError` (raised on entry, before any work) unless
     ``overwrite``, in which case the old folder is swapped out only once the new one is
-    complete. ``name`` is how the error names the input (``"out"``, ``"--out"``).
+    complete. If the block fails, the temporary folder is removed and ``path`` is untouched.
+    ``name`` is how the error names the input (``"out"``, ``"--out"``).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -88,16 +135,20 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False, name: str
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
+        if path.exists():  # swap: the old folder leaves only once the new one is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: The name embed/grid.py (and tests/io/test_atomic_paths.py) use for :func:`atomic_folder`.
+atomic_dir = atomic_folder
 
 
 def write_image_atomic(path: str | os.PathLike, image: Any) -> Path:

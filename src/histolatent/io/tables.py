@@ -86,7 +86,13 @@ def validate_cell_table(cells: pd.DataFrame, *, name: str = "cells") -> None:
                                  f">= 4 vertices, got {a.size} numbers")
 
 
-def _arrow_table(cells: pd.DataFrame, metadata: dict[str, Any] | None):
+def arrow_table(cells: pd.DataFrame, metadata: dict[str, Any] | None = None):
+    """``cells`` as a ``pyarrow.Table`` with the cell-table column types and ``metadata``.
+
+    ``polygon`` becomes a list of float64, the label columns (``slide_id``, ``roi_id``,
+    ``classification``, ``method``) strings; ``metadata`` goes to the schema under the key
+    ``histolatent``. ``cells`` need not have the required columns.
+    """
     import pyarrow as pa
 
     df = cells.reset_index(drop=True)
@@ -140,7 +146,7 @@ def write_cell_table(cells: pd.DataFrame, path: str | os.PathLike, *, metadata: 
     meta = dict(cells.attrs.get("histolatent", {}) or {})
     meta.update(metadata or {})
     meta.setdefault("kind", "cells")
-    table = _arrow_table(cells, meta)
+    table = arrow_table(cells, meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, str(tmp), compression=compression)
     return Path(path)
@@ -184,3 +190,52 @@ def cell_table_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"cell table {str(path)!r}: file does not exist")
     raw = (pq.read_schema(str(path)).metadata or {}).get(_META_KEY)
     return json.loads(raw.decode()) if raw else {}
+
+
+def write_arrow_table(table: Any, path: str | os.PathLike, *, compression: str = "zstd") -> Path:
+    """Write a ``pyarrow.Table`` (schema metadata included) to Parquet atomically; returns the path."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp), compression=compression)
+    return Path(path)
+
+
+def concat_parquet(parts: list[str | os.PathLike], path: str | os.PathLike, *,
+                   metadata: dict[str, Any] | None = None, compression: str = "zstd") -> Path:
+    """Concatenate Parquet files of one schema into ``path``, one part in memory at a time.
+
+    Each part becomes a row group (or several) of the output, in the order given; the
+    output's schema metadata is ``metadata`` under the key ``histolatent`` (the parts'
+    own metadata is dropped). Written atomically.
+
+    Raises
+    ------
+    InputError
+        No parts, a part that cannot be read, or parts whose columns differ.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not parts:
+        raise InputError(f"{path}: no Parquet parts to concatenate")
+    meta = {_META_KEY: json.dumps(metadata or {}, default=_json_default).encode()}
+    schema = None
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for part in parts:
+                try:
+                    table = pq.read_table(str(part))
+                except (pa.ArrowInvalid, OSError) as err:
+                    raise InputError(f"Parquet part {str(part)!r}: not readable ({err})") from None
+                if schema is None:
+                    schema = table.schema.with_metadata(meta)
+                    writer = pq.ParquetWriter(str(tmp), schema, compression=compression)
+                elif not table.schema.equals(schema, check_metadata=False):
+                    raise InputError(f"Parquet part {str(part)!r}: its columns differ from those of {str(parts[0])!r}")
+                writer.write_table(table.replace_schema_metadata(meta))
+        finally:
+            if writer is not None:
+                writer.close()
+    return Path(path)

@@ -53,7 +53,7 @@ from histolatent.losses.wgan import gradient_penalty, wasserstein_estimate
 from histolatent.models.base import Batch, Optimizers, RepresentationModel
 from histolatent.models.registry import register_model
 
-__all__ = ["InfoGAN", "InfoGANConfig", "augment_dihedral", "augment_stain", "classify_images"]
+__all__ = ["InfoGAN", "InfoGANConfig", "augment_dihedral", "augment_stain"]
 
 
 class InfoGANConfig(Config):
@@ -447,28 +447,3 @@ class InfoGAN(RepresentationModel):
     def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
         c = self.config
         return {"image": torch.rand(max(batch_size, 1), c.in_channels, c.image_size, c.image_size)}
-
-
-@torch.no_grad()
-def classify_images(model: InfoGAN, images, *, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """Unsupervised class of each image: ``(argmax_c q(c | x) (N,) int64, q(c | x) (N, K))``.
-
-    ``images``: (N, H, W, C) uint8 (the library's edge format) or (N, C, H, W) float in [0, 1],
-    already at the model's ``image_size``.
-    """
-    import numpy as np
-
-    if isinstance(images, np.ndarray) and images.dtype == np.uint8:
-        if images.ndim != 4:
-            raise ValueError(f"images: expected (N, H, W, C) uint8, got shape {images.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
-    else:
-        x = torch.as_tensor(images).float()
-    size = model.config.image_size
-    if x.dim() != 4 or x.shape[1] != model.config.in_channels or x.shape[-2:] != (size, size):
-        raise ValueError(f"images: expected {model.config.in_channels} x {size} x {size} crops, "
-                         f"got shape {tuple(x.shape)}")
-    model.eval()
-    probs = [model.encode(x[i:i + batch_size].to(model.device))["c"].float().cpu() for i in range(0, len(x), batch_size)]
-    p = torch.cat(probs) if probs else torch.zeros(0, model.config.n_classes)
-    return p.argmax(1), p
