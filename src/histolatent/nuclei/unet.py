@@ -28,8 +28,7 @@ from skimage.segmentation import find_boundaries
 
 from histolatent.errors import InputError
 from histolatent.nuclei._progress import progress_bar
-from histolatent.nuclei.detect import check_mpp
-from histolatent.stain.optical_density import as_rgb_uint8
+from histolatent.io.image import check_mpp, rgb8_from_any
 
 BACKGROUND, NUCLEUS, BOUNDARY = 0, 1, 2
 
@@ -147,7 +146,7 @@ def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px:
 
     mpp = check_mpp(mpp)
     net = load_unet(model)
-    rgb = as_rgb_uint8(image, name="image")
+    rgb = rgb8_from_any(image, name="image")
     H, W = rgb.shape[:2]
     scale = mpp / float(net.config.mpp)  # model pixels per image pixel
     if abs(scale - 1.0) > 1e-3:
