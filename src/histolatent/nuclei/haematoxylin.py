@@ -64,3 +64,20 @@ def haematoxylin_from_rgb(rgb: np.ndarray, *, stain_matrix: np.ndarray | str | N
     lut = np.maximum(od_lut(background), 0.0).astype(np.float64)  # od_from_rgb clips at 0
     tables = (lut[None, :] * w[:, None]).astype(np.float32)  # (3, 256)
     return tables[0][img[..., 0]] + tables[1][img[..., 1]] + tables[2][img[..., 2]]
+
+
+def haematoxylin_map(image: np.ndarray, *, stain_matrix: np.ndarray | str | None = "macenko") -> np.ndarray:
+    """``(H, W)`` float32 haematoxylin: from an RGB(A) image, or an ``(H, W)`` float map validated.
+
+    What the detectors and segmenters of :mod:`histolatent.nuclei` take: an H&E image, or a
+    haematoxylin map computed once and passed on. ``stain_matrix`` is as in
+    :func:`haematoxylin_from_rgb` (default: the image's own Macenko vectors).
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+            raise InputError(f"image: a 2-D input must be a finite float haematoxylin map, got dtype {arr.dtype}")
+        return arr.astype(np.float32, copy=False)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return haematoxylin_from_rgb(arr, stain_matrix=stain_matrix)
+    raise InputError(f"image: expected (H, W, 3) RGB or an (H, W) haematoxylin map, got shape {arr.shape}")
