@@ -33,14 +33,6 @@ TINY: dict[str, dict] = {
 BATCH = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def fabric():
     return Fabric(accelerator="cpu", devices=1, precision="32-true")

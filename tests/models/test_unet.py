@@ -13,15 +13,6 @@ from histolatent.nuclei.unet import predict_probabilities, segment_unet
 from histolatent.train import RunConfig, fit, load_model
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # two OpenMP threads on a shared 2-core machine spin-wait and run ~10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_paper_architecture_at_full_width():
     net = create_model("unet")  # width 1: 32 -> 512 channels, 144 px -> 9 x 9 at the bottom
     assert net.config.channels() == [32, 64, 128, 256, 512]
