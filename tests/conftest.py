@@ -25,6 +25,18 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
     return proc
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run tiny tensors on one torch intra-op thread: on a shared 2-core machine two
+    OpenMP threads spin-wait on each other and small convolutions run up to ~10x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def cli():
     return run_cli

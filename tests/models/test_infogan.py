@@ -28,14 +28,6 @@ from histolatent.models.infogan import augment_dihedral
 TINY = {"arch": "dcgan", "image_size": 16, "g_channels": 4, "d_channels": 4, "q_hidden": 8, "z_dim": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # -- losses ---------------------------------------------------------------------------------------
 def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
     """D(x) = <w, x> + b has gradient w everywhere: GP = (||w|| - 1)^2, dGP/dw = 2 (||w|| - 1) w / ||w||."""

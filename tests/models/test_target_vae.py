@@ -22,15 +22,6 @@ TINY = dict(image_size=8, kernel_size=5, padding=0, channels=3, n_rotations=4, z
             gen_hidden=5, gen_layers=2, t_prior_std=0.3, leaky_slope=0.1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread (on a shared 2-core machine OpenMP waits dominate)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------
 # A slow, direct implementation of the objective (Eq. 1-6), loops everywhere
 # ---------------------------------------------------------------------------------------------

@@ -7,18 +7,10 @@ import pytest
 import torch
 
 from histolatent.datasets import create_dataset
+from histolatent.errors import InputError
 from histolatent.models import PlainOptimizers, create_model
 from histolatent.nuclei.unet import predict_probabilities, segment_unet
 from histolatent.train import RunConfig, fit, load_model
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # two OpenMP threads on a shared 2-core machine spin-wait and run ~10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_paper_architecture_at_full_width():
@@ -85,7 +77,9 @@ def test_trains_through_the_engine_and_segments(tmp_path):
     run = fit(cfg, out=tmp_path / "run")
     net = load_model(run)
     rgb = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
-    prob = predict_probabilities(rgb, run, mpp=0.25, tile_px=48, overlap_px=8)  # resampled to 0.5 and back
+    with pytest.raises(InputError, match="load the run first"):  # nuclei never loads weights itself
+        predict_probabilities(rgb, run, mpp=0.25)
+    prob = predict_probabilities(rgb, net, mpp=0.25, tile_px=48, overlap_px=8)  # resampled to 0.5 and back
     assert prob.shape == (3, 70, 90)
     np.testing.assert_allclose(prob.sum(axis=0), 1.0, atol=1e-3)
     labels = segment_unet(rgb, net, mpp=0.5, tile_px=32, overlap_px=8)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from histolatent.losses.feature_matching import discriminator_bce, feature_reconstruction_loss
-from histolatent.losses.kl import gaussian_nll, kl_normal_standard
+from histolatent.losses.kl import kl_normal_standard
+from histolatent.losses.likelihood import gaussian_nll
 from histolatent.models import PlainOptimizers, create_model, list_models
 from histolatent.models.discriminator import SE2NDiscriminator, valid_conv_sizes
 

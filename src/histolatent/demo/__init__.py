@@ -16,16 +16,16 @@ from pathlib import Path
 
 from histolatent.report import Section, write_report
 
-#: (module, function) in pipeline order
+#: (module of this package, function) in pipeline order
 STAGES: list[tuple[str, str]] = [
-    ("histolatent.demo.foundation", "sample_slide"),
-    ("histolatent.demo.foundation", "reference_model"),
-    ("histolatent.demo.synth", "synthpath"),
-    ("histolatent.demo.stain", "stain"),
-    ("histolatent.demo.nuclei", "nuclei"),
-    ("histolatent.demo.infogan", "infogan"),
-    ("histolatent.demo.se2n_vae", "se2n_vae"),
-    ("histolatent.demo.target_vae", "target_vae"),
+    ("foundation", "sample_slide"),
+    ("foundation", "reference_model"),
+    ("synth", "synthpath"),
+    ("stain", "stain"),
+    ("nuclei", "nuclei"),
+    ("infogan", "infogan"),
+    ("se2n_vae", "se2n_vae"),
+    ("target_vae", "target_vae"),
 ]
 
 
@@ -59,7 +59,7 @@ def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, only: list[
             progress(fn)
         t0 = time.perf_counter()
         try:
-            section = getattr(import_module(module), fn)(ctx)
+            section = getattr(import_module(f"histolatent.demo.{module}"), fn)(ctx)
         except Exception as err:  # shown in the report; the demo exits non-zero
             section = Section(title=fn.replace("_", " "), error=f"{type(err).__name__}: {err}\n\n"
                               + traceback.format_exc(limit=6))

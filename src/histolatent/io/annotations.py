@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from histolatent.errors import InputError
+from histolatent.io.image import rgb8_from_any
 
 _IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -123,13 +124,11 @@ def _read_array(path: Path, *, what: str) -> np.ndarray:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB."""
-    from histolatent.stain.optical_density import as_rgb_uint8
-
+    """An image file as ``(H, W, 3)`` uint8 RGB (:func:`~histolatent.io.image.rgb8_from_any`'s rules)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {str(path)!r}: file does not exist")
-    return np.ascontiguousarray(as_rgb_uint8(_read_array(path, what="image"), name=str(path)))
+    return rgb8_from_any(_read_array(path, what="image"), name=f"image {str(path)!r}")
 
 
 def read_annotated_folder(root: str | os.PathLike, *, kind: str = "auto") -> list[tuple[str, np.ndarray, np.ndarray]]:

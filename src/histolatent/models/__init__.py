@@ -1,31 +1,32 @@
 """One file per method; each registers itself with :func:`register_model`.
 
-Add a new model module to ``_MODULES`` below: importing it is what registers it.
+Add a new model module to the import below: importing it is what registers it, and this
+file runs before any module of the package, so the registry always holds every built-in
+model. :func:`load_model` / :func:`save_weights` read and write a trained model's files.
 """
 
-from importlib import import_module
-
+from histolatent.models import (  # noqa: F401  (importing a method's module registers it)
+    autoencoder,
+    colorizer,
+    infogan,
+    se2n_vae,
+    spatial_vae,
+    target_vae,
+    unet,
+    vae,
+    vae_baselines,
+)
 from histolatent.models.base import PlainOptimizers, RepresentationModel
 from histolatent.models.registry import create_model, list_models, model_class, register_model
-
-_MODULES = [
-    "autoencoder",
-    "vae",
-    "se2n_vae",
-    "infogan",
-    "unet",
-    "colorizer",
-    "target_vae", "spatial_vae", "vae_baselines",
-]
-
-for _m in _MODULES:
-    import_module(f"histolatent.models.{_m}")
+from histolatent.models.weights import load_model, save_weights
 
 __all__ = [
     "PlainOptimizers",
     "RepresentationModel",
     "create_model",
     "list_models",
+    "load_model",
     "model_class",
     "register_model",
+    "save_weights",
 ]

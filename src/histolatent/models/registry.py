@@ -24,7 +24,11 @@ def register_model(name: str):
 
 
 def model_class(name: str) -> type[RepresentationModel]:
-    _load_builtin_models()
+    """The class registered under ``name``.
+
+    The built-in models are registered by ``histolatent/models/__init__.py``, which Python
+    runs before any module of the package, so they are always there.
+    """
     return MODELS.get(name)
 
 
@@ -36,10 +40,5 @@ def create_model(name: str, *, source: str = "<create_model>", **overrides: Any)
 
 
 def list_models() -> list[str]:
-    _load_builtin_models()
+    """Names of every registered model, sorted."""
     return MODELS.names()
-
-
-def _load_builtin_models() -> None:
-    # Importing the package registers every built-in model (see models/__init__.py).
-    import histolatent.models  # noqa: F401

@@ -21,7 +21,7 @@ SE(2,N) transposed-conv blocks with 2x up-pooling, mean projection, 1x1 conv, si
 
 Objective (Eq. 5): Gaussian reconstruction + ``beta_ISO KL(q(z_ISO|x) || N(0, I))``
 + ``beta_ORI KL(q(z_ORI|x) || U[0, 2 pi)^M)``, plus ``gamma`` times Eq. 6's discriminator-feature
-reconstruction (shared with the baseline VAE, ``models/vae.py``).
+reconstruction (shared with the baseline VAE: ``models/feature_matching_vae.py``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-from histolatent.losses.kl import gaussian_nll, kl_normal_standard, kl_orientation_uniform
+from histolatent.losses.kl import kl_normal_standard, kl_orientation_uniform
+from histolatent.losses.likelihood import gaussian_nll
 from histolatent.models.discriminator import valid_conv_sizes
+from histolatent.models.feature_matching_vae import (
+    LOGVAR_RANGE,
+    FeatureMatchingVAE,
+    FeatureMatchingVAEConfig,
+)
 from histolatent.models.registry import register_model
-from histolatent.models.vae import _LOGVAR_RANGE, _Eq6Config, _Eq6VAE
 from histolatent.nn.groupconv import (
     GroupBatchNorm,
     GroupConv2d,
@@ -110,7 +115,7 @@ def circular_mean_angle(q: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------
-class SE2NVAEConfig(_Eq6Config):
+class SE2NVAEConfig(FeatureMatchingVAEConfig):
     n_rotations: int = 8  # N
     encoder_channels: list[int] = [8, 8, 8]  # C1..C3 (lifting block, then SE(2,N) blocks)
     decoder_channels: list[int] = [8, 8, 8, 32]  # one SE(2,N) transposed-conv block each; last is C8
@@ -127,7 +132,7 @@ def _gblock(cin: int, cout: int, k: int, n: int, slope: float, disk: bool, *, ki
 
 
 @register_model("se2n-vae")
-class SE2NVAE(_Eq6VAE):
+class SE2NVAE(FeatureMatchingVAE):
     """Orientation-disentangled VAE: ``x (B, 3, 68, 68) -> (z_ISO (B, 32), z_ORI (B, 32)) -> x_hat``.
 
     ``encode(x)`` returns
@@ -174,7 +179,7 @@ class SE2NVAE(_Eq6VAE):
         q = torch.softmax(h[:, :m], dim=-1)  # Eq. 4, per latent over orientations
         iso = h[:, m:].mean(dim=-1)  # mean projection: rotation-invariant, (B, 2M)
         mu, logvar = iso.chunk(2, dim=1)
-        return q, mu, logvar.clamp(*_LOGVAR_RANGE)
+        return q, mu, logvar.clamp(*LOGVAR_RANGE)
 
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         q, mu, logvar = self.posterior(x)

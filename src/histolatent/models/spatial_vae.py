@@ -26,19 +26,15 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from histolatent.config import Config
+from histolatent.losses.kl import kl_normal
+from histolatent.losses.likelihood import reconstruction_nll
 from histolatent.models.base import LossTermsModel
 from histolatent.models.registry import register_model
-from histolatent.models.target_vae import reconstruction_nll, wrap_angle
-from histolatent.nn.fourier import SpatialGenerator, at_least_float32, grid_axes
+from histolatent.nn.fourier import SpatialGenerator, at_least_float32, grid_axes, wrap_angle
 
 __all__ = ["SpatialVAE", "SpatialVAEConfig"]
 
 _LOGSTD_RANGE = (-8.0, 4.0)
-
-
-def gaussian_kl(mu: Tensor, logstd: Tensor, prior_std: float) -> Tensor:
-    """``KL(N(mu, exp(logstd)^2) || N(0, prior_std^2))`` elementwise."""
-    return math.log(prior_std) - logstd + (torch.exp(2 * logstd) + mu.pow(2)) / (2 * prior_std**2) - 0.5
 
 
 class SpatialVAEConfig(Config):
@@ -125,15 +121,15 @@ class SpatialVAE(LossTermsModel):
         q = self.posterior(x)
         b = x.shape[0]
         z = q["z_mu"] + q["z_logstd"].exp() * torch.randn_like(q["z_mu"])
-        kl_z = gaussian_kl(q["z_mu"], q["z_logstd"], 1.0).sum(1)
+        kl_z = kl_normal(q["z_mu"], q["z_logstd"], 1.0).sum(1)
         theta, t = torch.zeros(b, device=x.device), torch.zeros(b, 2, device=x.device)
         kl_theta = kl_t = torch.zeros(b, device=x.device)
         if c.infer_rotation:
             theta = q["theta_mu"] + q["theta_logstd"].exp() * torch.randn_like(q["theta_mu"])
-            kl_theta = gaussian_kl(q["theta_mu"], q["theta_logstd"], c.theta_prior_std)
+            kl_theta = kl_normal(q["theta_mu"], q["theta_logstd"], c.theta_prior_std)
         if c.infer_translation:
             t = q["t_mu"] + q["t_logstd"].exp() * torch.randn_like(q["t_mu"])
-            kl_t = gaussian_kl(q["t_mu"], q["t_logstd"], c.t_prior_std).sum(1)
+            kl_t = kl_normal(q["t_mu"], q["t_logstd"], c.t_prior_std).sum(1)
         grid = grid_axes(xp.shape[-2], xp.shape[-1], spacing=self.spacing, device=x.device)
         recon = reconstruction_nll(self.generator(z, theta, t, grid), xp, c.likelihood, min_std=c.min_std,
                                    fixed_std=c.gaussian_std)

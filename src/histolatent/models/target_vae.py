@@ -43,20 +43,23 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from histolatent.config import Config
+from histolatent.losses.kl import target_kl
+from histolatent.losses.likelihood import reconstruction_nll
 from histolatent.models.base import LossTermsModel
 from histolatent.models.registry import register_model
-from histolatent.nn.fourier import SpatialGenerator, at_least_float32, coordinate_grid, grid_axes
+from histolatent.nn.fourier import (
+    SpatialGenerator,
+    at_least_float32,
+    coordinate_grid,
+    grid_axes,
+    wrap_angle,
+)
 from histolatent.nn.groupconv import LiftingConv2d
 from histolatent.nn.target_layers import PointwiseGroupConv
 
-__all__ = ["TargetVAE", "TargetVAEConfig", "flops_per_image", "reconstruction_nll", "target_kl", "wrap_angle"]
+__all__ = ["TargetVAE", "TargetVAEConfig", "flops_per_image"]
 
 _LOGSTD_RANGE = (-8.0, 4.0)
-
-
-def wrap_angle(theta: Tensor) -> Tensor:
-    """Wrap radians to ``(-pi, pi]``."""
-    return math.pi - torch.remainder(math.pi - theta, 2 * math.pi)
 
 
 def binomial_pool(x: Tensor, pool: int) -> Tensor:
@@ -73,59 +76,6 @@ def binomial_pool(x: Tensor, pool: int) -> Tensor:
     with torch.autocast(x.device.type, enabled=False):
         xp = F.pad(x.float(), (1, 1, 1, 1), mode="replicate")
         return F.conv2d(xp, k2.expand(c, 1, *k2.shape).contiguous(), stride=pool, groups=c)
-
-
-def reconstruction_nll(out: Tensor, target: Tensor, likelihood: str, *, min_std: float = 0.02,
-                       fixed_std: float | None = None) -> Tensor:
-    """``-log p(y | ...)`` summed over pixels and channels (Eq. 1) -> ``(B,)``.
-
-    ``out``: ``(B, P, C)`` Bernoulli logits, or ``(B, P, 2 C)`` Gaussian means and log-stds
-    (``(B, P, C)`` means with ``fixed_std``); ``target``: ``(B, C, H, W)`` with ``P = H W``. A
-    learned Gaussian std is floored (smoothly) at ``min_std``.
-    """
-    b, c = target.shape[:2]
-    out = at_least_float32(out)
-    y = target.to(out.dtype).reshape(b, c, -1).transpose(1, 2)  # (B, P, C)
-    if likelihood == "bernoulli":
-        return F.binary_cross_entropy_with_logits(out, y, reduction="none").sum(dim=(1, 2))
-    if likelihood == "gaussian":
-        mean = out[..., :c]
-        if fixed_std is not None:
-            log_std = torch.full_like(mean, math.log(fixed_std))
-        else:
-            log_std = torch.logaddexp(out[..., c:], torch.full_like(mean, math.log(min_std)))  # smooth floor
-        nll = 0.5 * ((y - mean) * torch.exp(-log_std)).pow(2) + log_std + 0.5 * math.log(2 * math.pi)
-        return nll.sum(dim=(1, 2))
-    raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
-
-
-def target_kl(log_q: Tensor, log_prior: Tensor, theta_mu: Tensor, theta_logstd: Tensor, z_mu: Tensor,
-              z_logstd: Tensor, theta_prior_std: float) -> dict[str, Tensor]:
-    """TARGET-VAE's KL, Eq. 5 (derivation in appendix A.1), one value per image.
-
-    Parameters
-    ----------
-    log_q : ``(B, N)`` ``log q(t, r | y)`` over the ``N = R H W`` flattened (r, i, j) cells.
-    log_prior : ``(N,)`` ``log p(t, r) = log p(t) + log p(r)`` (normalised).
-    theta_mu, theta_logstd : ``(B, N)`` the head outputs; the posterior is ``N(theta_mu +
-        offset_r, exp(theta_logstd)^2)`` and the prior ``N(offset_r, theta_prior_std^2)``, so
-        the offsets cancel in ``KL_theta``.
-    z_mu, z_logstd : ``(B, Z, N)``.
-
-    Returns
-    -------
-    ``{"kl", "kl_tr", "kl_theta", "kl_z"}``, each ``(B,)``; ``kl_theta`` and ``kl_z`` are the
-    ``q``-weighted sums ``sum q KL_theta`` and ``sum q KL_z``.
-    """
-    q = log_q.exp()
-    kl_tr = (q * (log_q - log_prior)).sum(dim=1)
-    s2 = theta_prior_std**2
-    kl_theta_map = (math.log(theta_prior_std) - theta_logstd
-                    + (torch.exp(2 * theta_logstd) + theta_mu.pow(2)) / (2 * s2) - 0.5)  # (B, N)
-    kl_z_map = 0.5 * (z_mu.pow(2) + torch.exp(2 * z_logstd) - 1.0 - 2 * z_logstd).sum(dim=1)  # (B, N)
-    kl_theta = (q * kl_theta_map).sum(dim=1)
-    kl_z = (q * kl_z_map).sum(dim=1)
-    return {"kl": kl_tr + kl_theta + kl_z, "kl_tr": kl_tr, "kl_theta": kl_theta, "kl_z": kl_z}
 
 
 def flops_per_image(c: TargetVAEConfig, *, training: bool = True) -> dict[str, float]:

@@ -9,7 +9,8 @@ al.'s beta-VAE) plus ``gamma`` times the discriminator-feature reconstruction of
 discriminator (appendix B.3) is updated by SGD with momentum after each Adam(W) step of the
 VAE, alternating (paper 0 §5.2).
 
-:class:`_Eq6VAE` holds the update rule shared with the SE(2,N)-VAE (``models/se2n_vae.py``).
+The update rule (Eq. 6 and the alternating steps) is shared with the SE(2,N)-VAE and lives in
+:mod:`~histolatent.models.feature_matching_vae`.
 """
 
 from __future__ import annotations
@@ -17,91 +18,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from histolatent.config import Config
-from histolatent.losses.feature_matching import discriminator_bce, feature_reconstruction_loss
-from histolatent.losses.kl import gaussian_nll, kl_normal_standard
-from histolatent.models.base import Batch, Optimizers, RepresentationModel
-from histolatent.models.discriminator import SE2NDiscriminator, valid_conv_sizes
+from histolatent.losses.kl import kl_normal_standard
+from histolatent.losses.likelihood import gaussian_nll
+from histolatent.models.discriminator import valid_conv_sizes
+from histolatent.models.feature_matching_vae import (
+    LOGVAR_RANGE,
+    FeatureMatchingVAE,
+    FeatureMatchingVAEConfig,
+)
 from histolatent.models.registry import register_model
-
-_LOGVAR_RANGE = (-12.0, 8.0)
-
-
-class _Eq6Config(Config):
-    """Options shared by both VAEs of paper 0 (training: §5.2; Eq. 6 discriminator: B.3)."""
-
-    in_channels: int = 3
-    image_size: int = 68
-    kernel_size: int = 5
-    recon_sigma: float = 1.0  # std of the Gaussian likelihood; paper: identity covariance
-    leaky_slope: float = 0.2
-    gamma: float = 0.01  # weight of the discriminator-feature reconstruction (0 disables D)
-    disc_channels: list[int] = [6, 6, 6, 16]
-    disc_rotations: int = 8
-    lr: float = 1e-3  # Adam, betas (0.9, 0.999)
-    weight_decay: float = 1e-4  # decoupled (AdamW)
-    disc_lr: float = 1e-3  # SGD
-    disc_momentum: float = 0.9
-
-
-class _Eq6VAE(RepresentationModel):
-    """A VAE trained with Eq. 1/5 plus Eq. 6. Subclasses implement :meth:`vae_terms`."""
-
-    def _init_discriminator(self, c: _Eq6Config) -> None:
-        self.discriminator = (
-            SE2NDiscriminator(c.in_channels, c.image_size, c.disc_channels, c.disc_rotations, c.kernel_size,
-                              c.leaky_slope) if c.gamma > 0 else None
-        )
-
-    def vae_parameters(self) -> list[nn.Parameter]:
-        skip = {id(p) for p in self.discriminator.parameters()} if self.discriminator is not None else set()
-        return [p for p in self.parameters() if id(p) not in skip]
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.config
-        opts = {"main": torch.optim.AdamW(self.vae_parameters(), lr=c.lr, betas=(0.9, 0.999),
-                                          weight_decay=c.weight_decay)}
-        if self.discriminator is not None:
-            opts["disc"] = torch.optim.SGD(self.discriminator.parameters(), lr=c.disc_lr,
-                                           momentum=c.disc_momentum, weight_decay=c.weight_decay)
-        return opts
-
-    def vae_terms(self, x: Tensor) -> dict[str, Tensor]:
-        """``{"loss", "recon", <kl terms>..., "x_hat"}``: the negative ELBO (Eq. 1 or 5), batch-averaged."""
-        raise NotImplementedError
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        x = batch["image"]
-        d = self.discriminator
-        if d is not None:
-            d.requires_grad_(False)  # the VAE step must not touch D's gradients
-        terms = self.vae_terms(x)
-        loss = terms["loss"]
-        if d is not None:
-            b = x.shape[0]
-            _, feats = d(torch.cat([x, terms["x_hat"].to(x.dtype)]))  # shared batch statistics
-            fm = feature_reconstruction_loss([f[:b] for f in feats], [f[b:] for f in feats]).mean()
-            loss = loss + self.config.gamma * fm
-            terms["feat_recon"] = fm
-            d.requires_grad_(True)
-        optimizers.update(loss, "main")
-        if d is not None:
-            logits, _ = d(torch.cat([x, terms["x_hat"].detach().to(x.dtype)]))
-            d_loss = discriminator_bce(logits[:b], logits[b:])
-            optimizers.update(d_loss, "disc")
-            terms["disc"] = d_loss
-        terms["loss"] = loss
-        return {k: v.detach() for k, v in terms.items() if k != "x_hat"}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        terms = self.vae_terms(batch["image"])
-        terms.pop("x_hat")
-        return terms
-
-    def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
-        c = self.config
-        return {"image": torch.rand(batch_size, c.in_channels, c.image_size, c.image_size)}
 
 
 def _block(cin: int, cout: int, k: int, slope: float, *, transposed: bool = False) -> nn.Sequential:
@@ -109,7 +34,7 @@ def _block(cin: int, cout: int, k: int, slope: float, *, transposed: bool = Fals
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.LeakyReLU(slope))
 
 
-class VAEConfig(_Eq6Config):
+class VAEConfig(FeatureMatchingVAEConfig):
     encoder_channels: list[int] = [34, 34, 34]  # C1..C3: one conv block (and one pool) each
     decoder_channels: list[int] = [34, 34, 34, 32]  # one transposed-conv block each; last is C8
     latent_dim: int = 64  # M
@@ -117,7 +42,7 @@ class VAEConfig(_Eq6Config):
 
 
 @register_model("vae")
-class VAE(_Eq6VAE):
+class VAE(FeatureMatchingVAE):
     """Paper 0's baseline VAE: ``x (B, 3, 68, 68) -> z (B, 64) -> x_hat (B, 3, 68, 68)``.
 
     ``encode(x)`` returns ``{"z": mu, "mu": mu, "logvar": log sigma^2}`` (``(B, M)`` each; ``z``
@@ -153,7 +78,7 @@ class VAE(_Eq6VAE):
         """``x (B, C, S, S) -> (mu, logvar)``, each ``(B, M)`` float32."""
         h = self.encoder(x).flatten(1).float()  # (B, 2M)
         mu, logvar = h.chunk(2, dim=1)
-        return mu, logvar.clamp(*_LOGVAR_RANGE)
+        return mu, logvar.clamp(*LOGVAR_RANGE)
 
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         mu, logvar = self.posterior(x)

@@ -23,9 +23,10 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from histolatent.config import Config
+from histolatent.losses.kl import kl_normal_standard
+from histolatent.losses.likelihood import reconstruction_nll
 from histolatent.models.base import LossTermsModel
 from histolatent.models.registry import register_model
-from histolatent.models.target_vae import reconstruction_nll
 from histolatent.nn.fourier import at_least_float32
 
 __all__ = ["MLPBetaVAE", "MLPBetaVAEConfig", "MLPVAE", "MLPVAEConfig"]
@@ -99,7 +100,7 @@ class MLPVAE(LossTermsModel):
         c = self.config
         recon = reconstruction_nll(self._out(z), self.prepare(x), c.likelihood, min_std=c.min_std,
                                    fixed_std=c.gaussian_std)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+        kl = kl_normal_standard(mu, logvar)
         return {"loss": (recon + self.config.beta * kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
 
     @torch.no_grad()

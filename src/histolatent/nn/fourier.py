@@ -43,12 +43,18 @@ __all__ = [
     "rotation_matrices",
     "transform_coordinates",
     "transformed_fourier_features",
+    "wrap_angle",
 ]
 
 
 def at_least_float32(x: Tensor) -> Tensor:
     """``x`` as float32 if it is half or bfloat16 (autocast outputs), unchanged if float32/float64."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def wrap_angle(theta: Tensor) -> Tensor:
+    """Wrap radians to ``(-pi, pi]`` (the convention of every ``theta`` a model returns)."""
+    return math.pi - torch.remainder(math.pi - theta, 2 * math.pi)
 
 
 def pixel_spacing(size: int) -> float:

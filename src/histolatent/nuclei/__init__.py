@@ -36,9 +36,10 @@ from typing import Any
 
 _EXPORTS = {
     "haematoxylin_from_rgb": "haematoxylin",
+    "haematoxylin_map": "haematoxylin",
     "detect_log": "detect",
     "log_response": "detect",
-    "foreground_mask": "watershed",
+    "foreground_mask": "foreground",
     "distance_markers": "watershed",
     "instances_from_markers": "watershed",
     "segment_watershed": "watershed",
@@ -46,7 +47,8 @@ _EXPORTS = {
     "instances_from_probabilities": "unet",
     "predict_probabilities": "unet",
     "segment_unet": "unet",
-    "load_unet": "unet",
+    "check_segmenter": "unet",
+    "Segmenter": "unet",
     "measure_nuclei": "morphometrics",
     "aggregate_nuclei": "morphometrics",
     "crofton_perimeters": "morphometrics",

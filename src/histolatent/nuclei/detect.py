@@ -22,33 +22,12 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from histolatent.errors import InputError
-from histolatent.nuclei.haematoxylin import haematoxylin_from_rgb
+from histolatent.io.image import check_mpp
+from histolatent.nuclei.foreground import foreground_mask
+from histolatent.nuclei.haematoxylin import haematoxylin_map
 
 #: Columns of a detection table.
 DETECTION_COLUMNS = ["x", "y", "radius_um", "score"]
-
-
-def check_mpp(mpp: float, name: str = "mpp") -> float:
-    """Validate a microns-per-pixel value (keyword-only everywhere in this package)."""
-    try:
-        m = float(mpp)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number of µm per pixel, got {mpp!r}") from None
-    if not (math.isfinite(m) and 0.01 <= m <= 100.0):
-        raise InputError(f"{name}: expected 0.01..100 µm per pixel, got {mpp!r}")
-    return m
-
-
-def haematoxylin_map(image: np.ndarray, *, stain_matrix="macenko") -> np.ndarray:
-    """``(H, W)`` float32 haematoxylin: computed from RGB, or validated if already 2-D."""
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
-            raise InputError(f"image: a 2-D input must be a finite float haematoxylin map, got dtype {arr.dtype}")
-        return arr.astype(np.float32, copy=False)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        return haematoxylin_from_rgb(arr, stain_matrix=stain_matrix)
-    raise InputError(f"image: expected (H, W, 3) RGB or an (H, W) haematoxylin map, got shape {arr.shape}")
 
 
 def _radii(radius_um: tuple[float, float], num_scales: int) -> np.ndarray:
@@ -107,7 +86,7 @@ def detect_log(image: np.ndarray, *, mpp: float, radius_um: tuple[float, float] 
         Only detections whose centre lies in the mask are kept.
     foreground : bool
         Keep only blobs whose centre lies in the haematoxylin foreground
-        (:func:`~histolatent.nuclei.watershed.foreground_mask`: Otsu's threshold on the
+        (:func:`~histolatent.nuclei.foreground.foreground_mask`: Otsu's threshold on the
         smoothed channel), which rejects texture in haematoxylin-tinged cytoplasm.
 
     Returns
@@ -150,8 +129,6 @@ def detect_log(image: np.ndarray, *, mpp: float, radius_um: tuple[float, float] 
     if mask is not None:
         peaks &= mask
     if foreground:
-        from histolatent.nuclei.watershed import foreground_mask
-
         peaks &= foreground_mask(h, mpp=mpp, min_area_um2=0.0, max_hole_um2=float(np.pi * radii_um[-1] ** 2))
     ys, xs = np.nonzero(peaks)
     score = best[ys, xs]

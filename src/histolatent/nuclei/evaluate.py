@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp
 from histolatent.metrics.detection import detection_scores
 from histolatent.metrics.segmentation import aggregated_jaccard_index, pixel_scores
-from histolatent.nuclei.detect import check_mpp
 
 #: First world seed of held-out evaluation tiles.
 HELDOUT_SEED = 9_000_000
@@ -107,7 +107,7 @@ def evaluate_method(images: Iterable[tuple[np.ndarray, np.ndarray]], *, mpp: flo
         Microns per pixel of the images.
     method : {"log", "watershed", "unet"}
     model
-        U-Net (model or run folder) for ``"unet"``.
+        A U-Net model for ``"unet"`` (load a run folder with :func:`histolatent.models.load_model`).
     transform : callable, optional
         Applied to each RGB image first (e.g. a stain normaliser's ``transform``).
     **options
@@ -125,11 +125,11 @@ def evaluate_method(images: Iterable[tuple[np.ndarray, np.ndarray]], *, mpp: flo
         raise InputError(f"method: expected one of {METHODS}, got {method!r}")
     net = None
     if method == "unet":
-        from histolatent.nuclei.unet import load_unet
+        from histolatent.nuclei.unet import check_segmenter
 
         if model is None:
             raise InputError("method 'unet' needs a model")
-        net = load_unet(model)
+        net = check_segmenter(model)
     rows = []
     for k, (rgb, truth) in enumerate(images):
         img = transform(rgb) if transform is not None else rgb

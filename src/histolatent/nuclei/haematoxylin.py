@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.optical_density import HE_RUIFROK, as_rgb_uint8, od_lut
+from histolatent.io.image import rgb8_from_any
+from histolatent.stain.optical_density import HE_RUIFROK, od_lut
 
 
 def _stain_rows(stain_matrix: np.ndarray | str | None, rgb: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def haematoxylin_from_rgb(rgb: np.ndarray, *, stain_matrix: np.ndarray | str | N
     Parameters
     ----------
     rgb : ndarray, (H, W, 3)
-        H&E image (uint8, or float in [0, 1]); never modified.
+        H&E image, any input :func:`~histolatent.io.image.rgb8_from_any` accepts; never modified.
     stain_matrix : (2, 3) or (3, 3) array, "ruifrok", "macenko" or None
         OD rows, haematoxylin first. None or "ruifrok" uses Ruifrok & Johnston's vectors;
         "macenko" estimates the image's own (falls back to Ruifrok on too little tissue).
@@ -57,9 +58,26 @@ def haematoxylin_from_rgb(rgb: np.ndarray, *, stain_matrix: np.ndarray | str | N
     three 256-entry tables (the first row of the pseudo-inverse times the OD table): one
     pass over the image, no float copy of it.
     """
-    img = as_rgb_uint8(rgb, name="rgb")
+    img = rgb8_from_any(rgb, name="rgb")
     rows = _stain_rows(stain_matrix, img)
     w = np.linalg.pinv(rows.T)[0]  # (3,) weights: c_H = od @ w
     lut = np.maximum(od_lut(background), 0.0).astype(np.float64)  # od_from_rgb clips at 0
     tables = (lut[None, :] * w[:, None]).astype(np.float32)  # (3, 256)
     return tables[0][img[..., 0]] + tables[1][img[..., 1]] + tables[2][img[..., 2]]
+
+
+def haematoxylin_map(image: np.ndarray, *, stain_matrix: np.ndarray | str | None = "macenko") -> np.ndarray:
+    """``(H, W)`` float32 haematoxylin: from an RGB(A) image, or an ``(H, W)`` float map validated.
+
+    What the detectors and segmenters of :mod:`histolatent.nuclei` take: an H&E image, or a
+    haematoxylin map computed once and passed on. ``stain_matrix`` is as in
+    :func:`haematoxylin_from_rgb` (default: the image's own Macenko vectors).
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+            raise InputError(f"image: a 2-D input must be a finite float haematoxylin map, got dtype {arr.dtype}")
+        return arr.astype(np.float32, copy=False)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return haematoxylin_from_rgb(arr, stain_matrix=stain_matrix)
+    raise InputError(f"image: expected (H, W, 3) RGB or an (H, W) haematoxylin map, got shape {arr.shape}")

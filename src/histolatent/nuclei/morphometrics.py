@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from histolatent.errors import InputError
-from histolatent.nuclei.detect import check_mpp
+from histolatent.io.image import check_mpp
 
 #: Morphometric columns written by :func:`measure_nuclei`.
 MORPHOMETRIC_COLUMNS = ["area_um2", "perimeter_um", "major_axis_um", "minor_axis_um", "eccentricity",

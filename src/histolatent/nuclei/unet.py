@@ -11,15 +11,16 @@ background / nucleus / boundary per pixel (Yuan & Suh 2018, §2.2 and §3.2). Th
   the nucleus interiors, split at their necks, are the seeds; the watershed of the
   foreground (interior + boundary) from them gives each nucleus its boundary back.
 
-It takes any module with ``predict(x) -> (N, 3, H, W)`` probabilities and a ``config.mpp``,
-or a run folder (loaded with :func:`histolatent.train.load_model`).
+It takes any :class:`Segmenter`: a module with ``predict(x) -> (N, 3, H, W)`` probabilities
+and a ``config.mpp``. This package never loads one: a trained run folder becomes a model
+with :func:`histolatent.models.load_model` (a higher layer), which the caller passes in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -27,11 +28,28 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from histolatent.errors import InputError
-from histolatent.nuclei._progress import progress_bar
-from histolatent.nuclei.detect import check_mpp
-from histolatent.stain.optical_density import as_rgb_uint8
+from histolatent.io.image import check_mpp, rgb8_from_any, tensor_from_rgb8
+from histolatent.nuclei.watershed import distance_markers, instances_from_markers
+from histolatent.progress import Progress
+
+if TYPE_CHECKING:
+    import torch
 
 BACKGROUND, NUCLEUS, BOUNDARY = 0, 1, 2
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What the U-Net functions need of a model: a ``config`` with ``mpp`` (the resolution it
+    was trained at; optionally ``depth``, the number of 2x poolings, so tiles are cut to a
+    multiple of ``2**depth``), and ``predict``."""
+
+    config: Any
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` float RGB in [0, 1] -> ``(N, 3, H, W)`` probabilities of background,
+        nucleus interior, boundary."""
+        ...
 
 
 def classes_from_instances(instances: np.ndarray, *, boundary_px: int = 1) -> np.ndarray:
@@ -93,8 +111,6 @@ def instances_from_probabilities(prob: np.ndarray, *, mpp: float, min_area_um2: 
     ndarray of int32, (H, W)
         Labels 1..n, 0 = background.
     """
-    from histolatent.nuclei.watershed import distance_markers, instances_from_markers
-
     mpp = check_mpp(mpp)
     p = np.asarray(prob, dtype=np.float32)
     if p.ndim != 3 or p.shape[0] != 3:
@@ -106,16 +122,24 @@ def instances_from_probabilities(prob: np.ndarray, *, mpp: float, min_area_um2: 
     return instances_from_markers(fg, pts, elevation=elevation, min_area_px=min_area_um2 / (mpp * mpp))
 
 
-def load_unet(model: Any, *, device: str = "cpu") -> Any:
-    """A U-Net model object from a model, a run folder, or a path to one."""
-    if isinstance(model, (str, os.PathLike)):
-        from histolatent.train import load_model
+def check_segmenter(model: Any) -> Segmenter:
+    """``model`` in eval mode if it is a :class:`Segmenter`, else a clear :class:`InputError`.
 
-        model = load_model(Path(model), device=device)
-    if not hasattr(model, "predict") or not hasattr(getattr(model, "config", None), "mpp"):
-        raise InputError(f"model: expected a U-Net (a run folder or a model with predict() and config.mpp), "
-                         f"got {type(model).__name__}")
-    return model.eval()
+    A run folder is not accepted here: load it first with
+    :func:`histolatent.models.load_model` (``nuclei`` sits below ``models`` and never loads
+    weights itself).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model: {str(model)!r} is a path; load the run first, "
+                         "e.g. histolatent.models.load_model(path), and pass the model")
+    if not isinstance(model, Segmenter) or not hasattr(model.config, "mpp"):
+        raise InputError(f"model: expected a U-Net (a model with predict() and config.mpp), got {type(model).__name__}")
+    return model.eval() if hasattr(model, "eval") else model
+
+
+#: The old name, kept only until pipeline.py, cohort.py, cli/nuclei.py and benchmarks/nuclei.py
+#: call :func:`check_segmenter` (and load run folders with histolatent.models.load_model); then delete.
+load_unet = check_segmenter
 
 
 def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px: int = 512, overlap_px: int = 32,
@@ -130,8 +154,8 @@ def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px:
     ----------
     image : ndarray, (H, W, 3)
         RGB H&E; never modified.
-    model
-        A U-Net, or a run folder (see :func:`load_unet`).
+    model : Segmenter
+        A trained U-Net (see :func:`check_segmenter`).
     mpp : float
         Microns per pixel of ``image``.
     tile_px, overlap_px : int
@@ -146,8 +170,8 @@ def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px:
     import torch
 
     mpp = check_mpp(mpp)
-    net = load_unet(model)
-    rgb = as_rgb_uint8(image, name="image")
+    net = check_segmenter(model)
+    rgb = rgb8_from_any(image, name="image")
     H, W = rgb.shape[:2]
     scale = mpp / float(net.config.mpp)  # model pixels per image pixel
     if abs(scale - 1.0) > 1e-3:
@@ -166,18 +190,18 @@ def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px:
     out = np.zeros((3, hh, ww), dtype=np.float32)
     origins = [(y, x) for y in range(0, hh, core) for x in range(0, ww, core)]
     device = net.device if hasattr(net, "device") else torch.device("cpu")
-    bar = progress_bar(progress, len(origins), "U-Net tiles")
-    for b in range(0, len(origins), int(batch_size)):
-        chunk = origins[b:b + int(batch_size)]
-        tiles = np.stack([pad[y:y + tile_px, x:x + tile_px] for y, x in chunk])  # (n, T, T, 3)
-        x_t = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div_(255.0).to(device)
-        with torch.inference_mode():
-            prob = net.predict(x_t).float().cpu().numpy()  # (n, 3, T, T)
-        for (y, x), pr in zip(chunk, prob, strict=True):
-            h1, w1 = min(core, hh - y), min(core, ww - x)
-            out[:, y:y + h1, x:x + w1] = pr[:, overlap_px:overlap_px + h1, overlap_px:overlap_px + w1]
-        bar(len(chunk))
-    bar(0, done=True)
+    bar = Progress(len(origins), "U-Net tiles", unit="tiles", transient=True) if progress else None
+    with bar if bar is not None else contextlib.nullcontext():
+        for b in range(0, len(origins), int(batch_size)):
+            chunk = origins[b:b + int(batch_size)]
+            tiles = np.stack([pad[y:y + tile_px, x:x + tile_px] for y, x in chunk])  # (n, T, T, 3)
+            with torch.inference_mode():
+                prob = net.predict(tensor_from_rgb8(tiles, device=device)).float().cpu().numpy()  # (n, 3, T, T)
+            for (y, x), pr in zip(chunk, prob, strict=True):
+                h1, w1 = min(core, hh - y), min(core, ww - x)
+                out[:, y:y + h1, x:x + w1] = pr[:, overlap_px:overlap_px + h1, overlap_px:overlap_px + w1]
+            if bar is not None:
+                bar.advance(len(chunk))
     if (hh, ww) != (H, W):
         out = np.stack([cv2.resize(c, (W, H), interpolation=cv2.INTER_LINEAR) for c in out])
     return out
@@ -192,8 +216,8 @@ def segment_unet(image: np.ndarray, model: Any, *, mpp: float, min_area_um2: flo
     ----------
     image : ndarray, (H, W, 3)
         RGB H&E; never modified.
-    model
-        A trained U-Net or its run folder.
+    model : Segmenter
+        A trained U-Net (:func:`histolatent.models.load_model` loads one from its run folder).
     mpp : float
         Microns per pixel of ``image`` (resampled to the model's mpp internally).
     min_area_um2 : float

@@ -16,12 +16,12 @@ from histolatent.stain.base import (
     load_normalizer,
     register_normalizer,
 )
+from histolatent.stain.lab import lab_from_rgb, rgb_from_lab
 from histolatent.stain.macenko import MacenkoNormalizer, macenko_stain_matrix
 from histolatent.stain.optical_density import (
     BETA_MACENKO,
     HE_MACENKO_REF,
     HE_RUIFROK,
-    as_rgb_uint8,
     concentrations_from_od,
     hed_from_rgb,
     od_from_concentrations,
@@ -29,7 +29,7 @@ from histolatent.stain.optical_density import (
     rgb_from_od,
     tissue_pixel_mask,
 )
-from histolatent.stain.reinhard import ReinhardNormalizer, lab_from_rgb, rgb_from_lab
+from histolatent.stain.reinhard import ReinhardNormalizer
 from histolatent.stain.slide import normalize_slide
 from histolatent.stain.vahadane import VahadaneNormalizer, nn_lasso2, vahadane_dictionary
 
@@ -43,7 +43,6 @@ __all__ = [
     "StainAugment",
     "StainNormalizer",
     "VahadaneNormalizer",
-    "as_rgb_uint8",
     "concentrations_from_od",
     "create_normalizer",
     "hed_from_rgb",

@@ -4,8 +4,8 @@ Every normaliser (Macenko, Reinhard, Vahadane, and the neural colorisation norma
 that lives in :mod:`histolatent.models.colorizer`) takes the same inputs:
 
 * **numpy**: one ``(H, W, 3)`` image, an ``(N, H, W, 3)`` stack, or a list of images;
-  uint8, uint16 (scaled by 1/257), or float in [0, 1]; RGBA keeps its alpha, greyscale
-  is replicated to RGB. The result is uint8 RGB(A) of the same layout. The caller's
+  uint8, uint16 (scaled by 1/257), or float in [0, 1], greyscale replicated to RGB
+  (:func:`histolatent.io.image.rgb8_from_any`); RGBA keeps its alpha as it is. The result is uint8 RGB(A) of the same layout. The caller's
   arrays are never modified.
 * **torch**: a ``(N, 3, H, W)`` or ``(3, H, W)`` tensor, uint8 or float in [0, 1], on any
   device; the result has the same shape, dtype and device. Normalisers with a batched
@@ -21,7 +21,6 @@ single-coloured, all-white or all-black) is returned unchanged and counted in
 from __future__ import annotations
 
 import json
-import math
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -30,8 +29,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from histolatent.errors import InputError
+from histolatent.io.image import rgb8_from_any
 from histolatent.registry import Registry
-from histolatent.stain.optical_density import as_rgb_uint8
 
 NORMALIZERS: Registry[type[StainNormalizer]] = Registry("stain normalizer")
 
@@ -328,24 +327,21 @@ class StainNormalizer(ABC):
 
 def create_normalizer(name: str, **params: Any) -> StainNormalizer:
     """Build a registered normaliser by name (``"macenko"``, ``"reinhard"``, ``"vahadane"``;
-    ``"colorizer"`` once :mod:`histolatent.models` is imported)."""
-    _load_builtin()
+    ``"colorizer"`` once :mod:`histolatent.models` is imported).
+
+    The classical ones are registered by ``histolatent/stain/__init__.py``, which Python runs
+    before this module, so they are always there.
+    """
     return NORMALIZERS.get(name)(**params)
 
 
 def list_normalizers() -> list[str]:
-    _load_builtin()
     return NORMALIZERS.names()
 
 
 def load_normalizer(path: str | os.PathLike) -> StainNormalizer:
     """Read any normaliser saved with :meth:`StainNormalizer.save`."""
-    _load_builtin()
     return StainNormalizer.load(path)
-
-
-def _load_builtin() -> None:
-    import histolatent.stain  # noqa: F401  (registers the classical normalisers)
 
 
 # -- input handling -------------------------------------------------------------------------
@@ -357,14 +353,13 @@ def _split_alpha(img: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | N
     arr = np.asarray(img)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    alpha = None
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        alpha = as_rgb_uint8(np.repeat(arr[..., 3:4], 3, axis=-1), name=name)[..., :1].copy()
     if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
         raise InputError(f"{name}: expected HxWx3 RGB, HxWx4 RGBA or HxW grey, got shape {arr.shape}")
     if arr.dtype == bool:
         raise InputError(f"{name}: boolean arrays are masks, not images")
-    return as_rgb_uint8(arr, name=name), alpha
+    if arr.ndim == 3 and arr.shape[-1] == 4:  # the alpha is kept as it is, not composited
+        return rgb8_from_any(arr[..., :3], name=name), rgb8_from_any(arr[..., 3], name=name)[..., :1]
+    return rgb8_from_any(arr, name=name), None
 
 
 def _as_image_list(images: Any, name: str) -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
@@ -376,7 +371,7 @@ def _as_image_list(images: Any, name: str) -> tuple[list[np.ndarray], list[np.nd
         if t.ndim != 4 or t.shape[1] != 3:
             raise InputError(f"{name}: expected a (N, 3, H, W) tensor, got shape {tuple(images.shape)}")
         arr = t.permute(0, 2, 3, 1).cpu().numpy()
-        rgbs = [as_rgb_uint8(a, name=name) for a in arr]
+        rgbs = [rgb8_from_any(a, name=name) for a in arr]
         return rgbs, [None] * len(rgbs), "stack"
     if isinstance(images, (list, tuple)):
         if not images:
@@ -418,25 +413,6 @@ def _as_mask_list(masks: Any, rgbs: list[np.ndarray], name: str) -> list[np.ndar
             raise InputError(f"{name}[{i}]: shape {m.shape} does not match its image {rgb.shape[:2]}")
         out.append(m.astype(bool))
     return out
-
-
-def subsample_stride(n: int, max_pixels: int | None, width: int = 1) -> int:
-    """Raster stride keeping at most ``max_pixels`` of ``n`` pixels.
-
-    The stride is made coprime with the image ``width`` so that the subsample visits every
-    column (a stride dividing the width would sample the same few columns on every row).
-    """
-    if max_pixels is None or n <= max_pixels:
-        return 1
-    k = int(math.ceil(n / max_pixels))
-    while width > 1 and math.gcd(k, width) != 1:
-        k += 1
-    return k
-
-
-def subsample_index(n: int, max_pixels: int | None, width: int = 1) -> slice:
-    """A deterministic raster-order slice over ``n`` pixels (see :func:`subsample_stride`)."""
-    return slice(None, None, subsample_stride(n, max_pixels, width))
 
 
 class StainMatrixNormalizer(StainNormalizer):

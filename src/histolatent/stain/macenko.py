@@ -31,20 +31,18 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.base import StainMatrixNormalizer, register_normalizer, subsample_index
+from histolatent.io.image import rgb8_from_any
+from histolatent.stain.base import StainMatrixNormalizer, register_normalizer
+from histolatent.stain.estimation import (
+    C_BINS,
+    MAX_STAIN_COS,
+    MIN_EIG_RATIO,
+    PHI_BINS,
+    PHI_RANGE,
+    subsample_index,
+)
 from histolatent.stain.optical_density import BETA_MACENKO, od_lut
 from histolatent.stain.quantile import hist_quantile
-
-#: Smallest ratio of the second to the first covariance eigenvalue for two stains to exist.
-_MIN_EIG_RATIO = 1e-4
-#: Largest |cos| between the two stain vectors (about 2.6 degrees apart).
-_MAX_COS = 0.999
-#: Histogram bins of the angle percentiles and their range (atan2's, with a margin so that
-#: a float32 pi is inside): 0.0004 rad each.
-PHI_BINS = 16384
-PHI_RANGE = (-np.pi - 1e-3, np.pi + 1e-3)
-#: Histogram bins of the concentration percentile over its a-priori range.
-C_BINS = 16384
 
 
 def _stain_matrix_from_od(od_t: np.ndarray, alpha: float) -> np.ndarray | None:
@@ -55,7 +53,7 @@ def _stain_matrix_from_od(od_t: np.ndarray, alpha: float) -> np.ndarray | None:
     if not np.isfinite(cov).all():
         return None
     evals, evecs = np.linalg.eigh(cov)
-    if evals[2] <= 1e-12 or evals[1] <= _MIN_EIG_RATIO * evals[2]:
+    if evals[2] <= 1e-12 or evals[1] <= MIN_EIG_RATIO * evals[2]:
         return None
     e1 = evecs[:, 2] * np.sign(evecs[:, 2].sum() or 1.0)
     plane = np.stack([evecs[:, 1], e1], axis=1)  # (3, 2)
@@ -66,7 +64,7 @@ def _stain_matrix_from_od(od_t: np.ndarray, alpha: float) -> np.ndarray | None:
     v_hi = plane @ np.array([np.cos(hi), np.sin(hi)])
     s = np.stack([v_lo, v_hi]) if v_lo[0] > v_hi[0] else np.stack([v_hi, v_lo])
     s /= np.linalg.norm(s, axis=1, keepdims=True)
-    if abs(float(s[0] @ s[1])) > _MAX_COS:
+    if abs(float(s[0] @ s[1])) > MAX_STAIN_COS:
         return None
     return s
 
@@ -103,7 +101,7 @@ def macenko_stain_matrix(image: np.ndarray, *, mask: np.ndarray | None = None, a
     Parameters
     ----------
     image : numpy.ndarray
-        ``(H, W, 3)`` RGB (any dtype :func:`~histolatent.stain.optical_density.as_rgb_uint8`
+        ``(H, W, 3)`` RGB (any dtype :func:`~histolatent.io.image.rgb8_from_any`
         accepts).
     mask : numpy.ndarray, optional
         ``(H, W)`` bool; only these pixels (and only stained ones) are used.
@@ -215,9 +213,7 @@ class MacenkoNormalizer(StainMatrixNormalizer):
 
     def stain_matrix(self, image: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray | None:
         """``(2, 3)`` stain matrix of one image, or None when it has too little tissue."""
-        from histolatent.stain.optical_density import as_rgb_uint8
-
-        rgb = as_rgb_uint8(image, name="image")
+        rgb = rgb8_from_any(image, name="image")
         est = self._estimate(*self._od_parts(rgb, mask))
         return None if est is None else est[0]
 
@@ -225,9 +221,7 @@ class MacenkoNormalizer(StainMatrixNormalizer):
         """Haematoxylin and eosin concentrations ``(H, W, 2)`` (log10 OD units) by colour
         deconvolution with the image's own Macenko stain matrix (the target's when the image
         has too little tissue)."""
-        from histolatent.stain.optical_density import as_rgb_uint8
-
-        rgb = as_rgb_uint8(image, name="image")
+        rgb = rgb8_from_any(image, name="image")
         s = self.stain_matrix(rgb, mask=mask)
         if s is None:
             self._check_fitted()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from histolatent.errors import InputError
+from histolatent.io.image import rgb8_from_any
 
 #: Ruifrok & Johnston (2001) H&E stain OD vectors (rows: haematoxylin, eosin), unit norm.
 HE_RUIFROK = np.array([[0.650, 0.704, 0.286], [0.072, 0.990, 0.105]], dtype=np.float64)
@@ -29,28 +30,6 @@ _EPS = 1.0  # grey levels added before the log, so 0 maps to a finite OD
 BETA_MACENKO = 0.15 / np.log(10.0)
 
 
-def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
-    """Validate an RGB image; RGBA drops alpha, greyscale is replicated. Never modifies input."""
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise InputError(f"{name}: expected an HxWx3 RGB image, got shape {arr.shape}")
-    if arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.uint16:
-        return (arr.astype(np.float64) / 257.0).round().astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InputError(f"{name}: contains NaN or inf")
-        if arr.min() < 0 or arr.max() > 1:
-            raise InputError(f"{name}: float images must lie in [0, 1], got [{arr.min()}, {arr.max()}]")
-        return (arr * 255.0).round().astype(np.uint8)
-    raise InputError(f"{name}: unsupported dtype {arr.dtype}")
-
-
 def od_from_rgb(rgb: np.ndarray, *, background: float = 255.0, clip: bool = True) -> np.ndarray:
     """Optical density (float32) of a uint8 RGB image; ``background`` is I0.
 
@@ -58,7 +37,7 @@ def od_from_rgb(rgb: np.ndarray, *, background: float = 255.0, clip: bool = True
     With ``clip`` (default) pixels brighter than ``I0`` get 0; without it they get a small
     negative OD, so that :func:`rgb_from_od` round-trips them exactly.
     """
-    rgb = as_rgb_uint8(rgb, name="rgb")
+    rgb = rgb8_from_any(rgb, name="rgb")
     return od_lut(background)[rgb] if not clip else np.maximum(od_lut(background)[rgb], 0.0)
 
 
@@ -88,7 +67,7 @@ def tissue_pixel_mask(rgb: np.ndarray, *, od_threshold: float = BETA_MACENKO,
     numpy.ndarray
         ``(H, W)`` bool.
     """
-    rgb = as_rgb_uint8(rgb, name="rgb")
+    rgb = rgb8_from_any(rgb, name="rgb")
     od = od_lut(background)[rgb]
     return (od.min(axis=-1) >= od_threshold) & (rgb.max(axis=-1) >= dark_level)
 

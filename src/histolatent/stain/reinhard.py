@@ -8,8 +8,8 @@ with a weight that ramps from 0 where every channel is brighter than ``255 / 10*
 (about 244) to 1 where some channel is darker than ``255 / 10**0.08`` (about 212). With
 ``preserve_background=False`` the transform applies to every pixel, as in the original.
 
-LAB here is CIE L*a*b* of sRGB under D65 (L in [0, 100]), computed by the same formulas
-on both paths.
+LAB here is CIE L*a*b* of sRGB under D65 (L in [0, 100]; :mod:`~histolatent.stain.lab`),
+computed by the same formulas on both paths.
 """
 
 from __future__ import annotations
@@ -20,44 +20,11 @@ import numpy as np
 
 from histolatent.errors import InputError
 from histolatent.stain.base import StainNormalizer, as_matrix, register_normalizer
+from histolatent.stain.lab import lab_from_rgb, rgb_from_lab
 from histolatent.stain.optical_density import BETA_MACENKO, od_lut
 
-#: sRGB (linear) -> XYZ, D65.
-_RGB2XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                     [0.2126729, 0.7151522, 0.0721750],
-                     [0.0193339, 0.1191920, 0.9503041]])
-_XYZ2RGB = np.linalg.inv(_RGB2XYZ)
-_WHITE = np.array([0.95047, 1.0, 1.08883])
-_DELTA = 6.0 / 29.0
 #: OD ramp (log10) of the background blend.
 _RAMP = (0.02, 0.08)
-
-
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1.0 / 2.4) - 0.055)
-
-
-def lab_from_rgb(rgb: np.ndarray) -> np.ndarray:
-    """CIE L*a*b* (D65) of uint8 sRGB, ``(..., 3)`` float64; L in [0, 100]."""
-    lin = _srgb_to_linear(np.arange(256) / 255.0)[np.asarray(rgb, dtype=np.uint8)]
-    xyz = lin @ _RGB2XYZ.T / _WHITE
-    f = np.where(xyz > _DELTA**3, np.cbrt(xyz), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
-    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
-                     200.0 * (f[..., 1] - f[..., 2])], axis=-1)
-
-
-def rgb_from_lab(lab: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`lab_from_rgb`: float sRGB in [0, 255] (unrounded), ``(..., 3)``."""
-    lab = np.asarray(lab, dtype=np.float64)
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    xyz = np.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * _WHITE
-    return 255.0 * _linear_to_srgb(xyz @ _XYZ2RGB.T)
 
 
 def _blend_weight(od: np.ndarray) -> np.ndarray:

@@ -16,8 +16,16 @@ import math
 import torch
 from torch import Tensor
 
-from histolatent.stain.base import subsample_stride
-from histolatent.stain.macenko import _MAX_COS, _MIN_EIG_RATIO, C_BINS, PHI_BINS, PHI_RANGE
+from histolatent.stain.estimation import (
+    C_BINS,
+    MAX_STAIN_COS,
+    MIN_EIG_RATIO,
+    PHI_BINS,
+    PHI_RANGE,
+    subsample_stride,
+)
+from histolatent.stain.lab import DELTA, RGB_TO_XYZ, WHITE_D65, XYZ_TO_RGB, linear_from_srgb
+from histolatent.stain.optical_density import HE_RUIFROK
 from histolatent.stain.quantile import binned_quantiles_torch, hist_quantile_torch
 
 #: log2(10): OD in log2 units is this times OD in log10 units.
@@ -141,7 +149,7 @@ def macenko_estimate_torch(lum: Tensor, mask: Tensor | None, *, width: int, alph
     ok = (cnt >= min_pixels) & (cnt >= min_fraction * ps) & (cnt >= 3)
     cov = masked_cov_torch(ls, w, ws, cnt)  # cov(OD) = cov(-L)
     evals, evecs = torch.linalg.eigh(cov)
-    ok &= (evals[:, 2] > 1e-12) & (evals[:, 1] > _MIN_EIG_RATIO * evals[:, 2])
+    ok &= (evals[:, 2] > 1e-12) & (evals[:, 1] > MIN_EIG_RATIO * evals[:, 2])
     e1 = evecs[..., 2]
     sign = torch.where(e1.sum(-1) < 0, -1.0, 1.0).to(e1.dtype)
     plane = torch.stack([evecs[..., 1], e1 * sign[:, None]], dim=-1)  # (N, 3, 2)
@@ -156,7 +164,7 @@ def macenko_estimate_torch(lum: Tensor, mask: Tensor | None, *, width: int, alph
     h_first = (v_lo[:, 0] > v_hi[:, 0])[:, None]
     s = torch.stack([torch.where(h_first, v_lo, v_hi), torch.where(h_first, v_hi, v_lo)], dim=1)
     s = s / s.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    ok &= ((s[:, 0] * s[:, 1]).sum(-1).abs() <= _MAX_COS) & torch.isfinite(s).flatten(1).all(1)
+    ok &= ((s[:, 0] * s[:, 1]).sum(-1).abs() <= MAX_STAIN_COS) & torch.isfinite(s).flatten(1).all(1)
     eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=s.dtype, device=s.device)
     safe = torch.where(ok[:, None, None], s, eye)
     # concentrations in natural-log units, mapped straight to histogram bins over their
@@ -265,8 +273,6 @@ def vahadane_estimate_torch(od: Tensor, mask: Tensor | None, *, width: int, beta
     ok : Tensor
         ``(N,)`` bool.
     """
-    from histolatent.stain.optical_density import HE_RUIFROK
-
     n, _, p = od.shape
     k = subsample_stride(p, max_fit_pixels, width)
     ods = od[:, :, ::k].contiguous()
@@ -293,7 +299,7 @@ def vahadane_estimate_torch(od: Tensor, mask: Tensor | None, *, width: int, beta
     s = s / norms.clamp(min=1e-6)
     swap = (s[:, 0, 0] < s[:, 1, 0])[:, None, None]
     s = torch.where(swap, s.flip(1), s)
-    ok &= torch.isfinite(s).flatten(1).all(1) & ((s[:, 0] * s[:, 1]).sum(-1).abs() <= _MAX_COS)
+    ok &= torch.isfinite(s).flatten(1).all(1) & ((s[:, 0] * s[:, 1]).sum(-1).abs() <= MAX_STAIN_COS)
     eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=s.dtype, device=s.device)
     s = torch.where(ok[:, None, None], s, eye)
     conc = nn_lasso2_torch(od, s, lambda2)  # (N, 2, P)
@@ -307,26 +313,22 @@ def vahadane_estimate_torch(od: Tensor, mask: Tensor | None, *, width: int, beta
 
 def lab_from_rgb8_torch(x8: Tensor) -> Tensor:
     """CIE L*a*b* (D65) of uint8 sRGB ``(N, 3, P)`` -> float32 ``(N, 3, P)`` (same formulas as
-    :func:`~histolatent.stain.reinhard.lab_from_rgb`)."""
-    from histolatent.stain.reinhard import _DELTA, _RGB2XYZ, _WHITE, _srgb_to_linear
-
-    lut = torch.as_tensor(_srgb_to_linear(torch.arange(256).double().numpy() / 255.0),
+    :func:`~histolatent.stain.lab.lab_from_rgb`)."""
+    lut = torch.as_tensor(linear_from_srgb(torch.arange(256).double().numpy() / 255.0),
                           dtype=torch.float32, device=x8.device)
     lin = lut[x8.to(torch.int64)]
-    m = torch.as_tensor(_RGB2XYZ / _WHITE[:, None], dtype=torch.float32, device=x8.device)
+    m = torch.as_tensor(RGB_TO_XYZ / WHITE_D65[:, None], dtype=torch.float32, device=x8.device)
     xyz = torch.einsum("ij,njp->nip", m, lin)
-    f = torch.where(xyz > _DELTA**3, xyz.clamp(min=0).pow(1.0 / 3.0), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    f = torch.where(xyz > DELTA**3, xyz.clamp(min=0).pow(1.0 / 3.0), xyz / (3 * DELTA**2) + 4.0 / 29.0)
     return torch.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], 1)
 
 
 def rgb255_from_lab_torch(lab: Tensor) -> Tensor:
     """Inverse of :func:`lab_from_rgb8_torch`: float sRGB in [0, 255], unrounded."""
-    from histolatent.stain.reinhard import _DELTA, _WHITE, _XYZ2RGB
-
     fy = (lab[:, 0] + 16.0) / 116.0
     f = torch.stack([fy + lab[:, 1] / 500.0, fy, fy - lab[:, 2] / 200.0], 1)
-    xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0))
-    m = torch.as_tensor(_XYZ2RGB * _WHITE[None, :], dtype=torch.float32, device=lab.device)
+    xyz = torch.where(f > DELTA, f**3, 3 * DELTA**2 * (f - 4.0 / 29.0))
+    m = torch.as_tensor(XYZ_TO_RGB * WHITE_D65[None, :], dtype=torch.float32, device=lab.device)
     lin = torch.einsum("ij,njp->nip", m, xyz).clamp(0.0, 1.0)
     srgb = torch.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin.clamp(min=1e-12).pow(1.0 / 2.4) - 0.055)
     return 255.0 * srgb
@@ -334,14 +336,12 @@ def rgb255_from_lab_torch(lab: Tensor) -> Tensor:
 
 def lab_from_rgb_torch(x: Tensor) -> Tensor:
     """CIE L*a*b* (D65) of float sRGB ``(N, 3, H, W)`` in [0, 1] -> ``(N, 3, H, W)`` float32
-    (differentiable; same formulas as :func:`~histolatent.stain.reinhard.lab_from_rgb`)."""
-    from histolatent.stain.reinhard import _DELTA, _RGB2XYZ, _WHITE
-
+    (differentiable; same formulas as :func:`~histolatent.stain.lab.lab_from_rgb`)."""
     c = x.to(torch.float32).clamp(0.0, 1.0)
     lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp(min=1e-12).pow(2.4))
-    m = torch.as_tensor(_RGB2XYZ / _WHITE[:, None], dtype=torch.float32, device=x.device)
+    m = torch.as_tensor(RGB_TO_XYZ / WHITE_D65[:, None], dtype=torch.float32, device=x.device)
     xyz = torch.einsum("ij,njhw->nihw", m, lin)
-    f = torch.where(xyz > _DELTA**3, xyz.clamp(min=1e-12).pow(1.0 / 3.0), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    f = torch.where(xyz > DELTA**3, xyz.clamp(min=1e-12).pow(1.0 / 3.0), xyz / (3 * DELTA**2) + 4.0 / 29.0)
     return torch.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], 1)
 
 

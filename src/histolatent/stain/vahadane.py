@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.base import StainMatrixNormalizer, register_normalizer, subsample_index
-from histolatent.stain.macenko import _MAX_COS
+from histolatent.io.image import rgb8_from_any
+from histolatent.stain.base import StainMatrixNormalizer, register_normalizer
+from histolatent.stain.estimation import MAX_STAIN_COS, subsample_index
 from histolatent.stain.optical_density import BETA_MACENKO, HE_RUIFROK, od_lut
 from histolatent.stain.quantile import hist_quantile
 
@@ -111,7 +112,7 @@ def vahadane_dictionary(od_t: np.ndarray, *, lam: float, n_iter: int = 30,
     s = s / norms
     if s[0, 0] < s[1, 0]:
         s = s[::-1].copy()
-    if not np.isfinite(s).all() or abs(float(s[0] @ s[1])) > _MAX_COS:
+    if not np.isfinite(s).all() or abs(float(s[0] @ s[1])) > MAX_STAIN_COS:
         return None
     return s
 
@@ -192,9 +193,7 @@ class VahadaneNormalizer(StainMatrixNormalizer):
 
     def stain_matrix(self, image: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray | None:
         """``(2, 3)`` stain matrix of one image, or None when it has too little tissue."""
-        from histolatent.stain.optical_density import as_rgb_uint8
-
-        parts = self._od_parts(as_rgb_uint8(image, name="image"), mask)
+        parts = self._od_parts(rgb8_from_any(image, name="image"), mask)
         if self._too_little_tissue(parts[0].shape[0], parts[2]):
             return None
         return vahadane_dictionary(parts[0], lam=self.lambda1, n_iter=self.n_iter)
@@ -202,9 +201,7 @@ class VahadaneNormalizer(StainMatrixNormalizer):
     def concentrations(self, image: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray:
         """Sparse H and E concentrations ``(H, W, 2)`` (log10 OD units), with the image's own
         stain matrix (the target's when the image has too little tissue)."""
-        from histolatent.stain.optical_density import as_rgb_uint8
-
-        rgb = as_rgb_uint8(image, name="image")
+        rgb = rgb8_from_any(image, name="image")
         s = self.stain_matrix(rgb, mask=mask)
         if s is None:
             self._check_fitted()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp
 from histolatent.tissue.mask import TissueMask, detect_tissue
 
 
@@ -114,8 +115,8 @@ def tile_grid(slide=None, *, mpp: float, tile_px: int, stride_px: int | None = N
         slide_mpp = slide.require_mpp() if slide_mpp is None else slide_mpp
     if level0_dimensions is None or slide_mpp is None:
         raise InputError("tile_grid: pass a slide, or level0_dimensions and slide_mpp")
-    if not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
-        raise InputError(f"tile_grid: mpp must be a positive number, got {mpp!r}")
+    mpp = check_mpp(mpp, name="tile_grid: mpp")
+    slide_mpp = check_mpp(slide_mpp, name="tile_grid: slide_mpp")
     tile_px = int(tile_px)
     stride_px = tile_px if stride_px is None else int(stride_px)
     if tile_px < 1 or stride_px < 1:

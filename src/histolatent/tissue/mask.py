@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp, rgb8_from_any
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def tissue_mask(thumbnail: np.ndarray, *, mpp: float | None = None, remove_pen: 
     Parameters
     ----------
     thumbnail : numpy.ndarray
-        ``(h, w, 3)`` uint8 RGB (RGBA: alpha ignored; grey: replicated). Not modified.
+        ``(h, w, 3)`` RGB, any input :func:`~histolatent.io.image.rgb8_from_any` accepts
+        (RGBA: transparent pixels are glass). Not modified.
     mpp : float, optional
         Microns per thumbnail pixel; sets the morphology sizes in physical units. Without
         it the closing radius is 0.5 % of the longer side and the smallest object 0.05 %
@@ -151,9 +153,8 @@ def tissue_mask(thumbnail: np.ndarray, *, mpp: float | None = None, remove_pen: 
     numpy.ndarray
         ``(h, w)`` bool, True = tissue.
     """
-    from histolatent.stain.optical_density import as_rgb_uint8
-
-    rgb = as_rgb_uint8(thumbnail, name="thumbnail")
+    rgb = rgb8_from_any(thumbnail, name="thumbnail")
+    mpp = check_mpp(mpp, name="tissue_mask: mpp", optional=True)
     h, w = rgb.shape[:2]
     _, s, v = hsv_planes(rgb)
     score = np.maximum(s, 1.0 - v)
@@ -171,8 +172,6 @@ def tissue_mask(thumbnail: np.ndarray, *, mpp: float | None = None, remove_pen: 
         pen = ndi.binary_dilation(pen_mask(rgb), iterations=2)
         mask &= ~pen
     if mpp is not None:
-        if not mpp > 0:
-            raise InputError(f"mpp must be positive, got {mpp}")
         radius = int(round(close_um / mpp))
         min_px = int(round(min_object_um2 / mpp**2))
         max_hole_px = max_hole_um2 / mpp**2

@@ -1,5 +1,9 @@
 """Run folders: ``config.yaml``, ``weights.safetensors`` + ``model.json``, ``checkpoints/``,
-``metrics.csv``, ``figures/``. :func:`load_model` rebuilds a model with no pickle.
+``metrics.csv``, ``figures/``.
+
+The weights files are written and read by :mod:`histolatent.models.weights`
+(:func:`save_weights`, :func:`load_model`, re-exported here and from :mod:`histolatent.train`),
+so that code below the engine can load a model without importing it.
 """
 
 from __future__ import annotations
@@ -11,16 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
+from histolatent.models.weights import MODEL_JSON, WEIGHTS, load_model, save_weights
 
-from histolatent import __version__
-from histolatent.errors import InputError
-from histolatent.io.atomic import atomic_path, write_text_atomic
-from histolatent.models import RepresentationModel, create_model
+__all__ = ["CONFIG", "METRICS", "MODEL_JSON", "WEIGHTS", "list_runs", "load_model", "new_run_dir",
+           "read_metrics", "run_summary", "save_weights"]
 
-WEIGHTS = "weights.safetensors"
-MODEL_JSON = "model.json"
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 
@@ -32,32 +31,6 @@ def new_run_dir(root: str | os.PathLike, model_name: str) -> Path:
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
     return path
-
-
-def save_weights(model: RepresentationModel, run_dir: str | os.PathLike, *, step: int,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write ``weights.safetensors`` and ``model.json`` atomically."""
-    run_dir = Path(run_dir)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(run_dir / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"model": model.registry_name, "step": str(step)})
-    meta = {"name": model.registry_name, "config": model.config.to_dict(), "step": step,
-            "histolatent": __version__, **(extra or {})}
-    write_text_atomic(run_dir / MODEL_JSON, json.dumps(meta, indent=2) + "\n")
-    return run_dir / WEIGHTS
-
-
-def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> RepresentationModel:
-    """Rebuild the model of a finished run from ``model.json`` + ``weights.safetensors`` (no pickle)."""
-    run_dir = Path(run_dir)
-    meta_path, w_path = run_dir / MODEL_JSON, run_dir / WEIGHTS
-    if not meta_path.is_file() or not w_path.is_file():
-        raise InputError(f"run {str(run_dir)!r} has no {MODEL_JSON} + {WEIGHTS}: "
-                         "not a finished histolatent run (an unfinished run can be resumed with --resume)")
-    meta = json.loads(meta_path.read_text())
-    model = create_model(meta["name"], source=str(meta_path), **meta["config"])
-    model.load_state_dict(load_file(str(w_path), device=str(device)))
-    return model.to(device).eval()
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, str]]:

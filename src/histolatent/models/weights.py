@@ -1,0 +1,142 @@
+"""A trained model on disk: ``weights.safetensors`` + ``model.json``, and back, with no pickle.
+
+``model.json`` holds the registry name and the fully resolved config; ``weights.safetensors``
+holds the state dict. :func:`load_model` rebuilds the model from the registry and refuses
+anything it cannot trust: a missing, truncated or corrupt file, a ``model.json`` that is not
+what :func:`save_weights` writes, weights that do not fit the model, or weights containing
+NaN or inf. Every such error is an :class:`~histolatent.errors.InputError` naming the file.
+
+These live in ``models`` (not ``train``) so that code below the engine, such as the
+colouriser's normaliser, can save and load a model without importing the engine.
+
+Example
+-------
+>>> import tempfile
+>>> from histolatent.models import create_model, load_model, save_weights
+>>> net = create_model("autoencoder", image_size=8, channels=[4], latent_dim=2)
+>>> run = save_weights(net, tempfile.mkdtemp(), step=0).parent
+>>> load_model(run).config == net.config
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from histolatent import __version__
+from histolatent.errors import InputError
+from histolatent.io.atomic import atomic_path, write_text_atomic
+from histolatent.models.base import RepresentationModel
+from histolatent.models.registry import create_model
+
+__all__ = ["MODEL_JSON", "WEIGHTS", "load_model", "save_weights"]
+
+WEIGHTS = "weights.safetensors"
+MODEL_JSON = "model.json"
+
+
+def save_weights(model: RepresentationModel, run_dir: str | os.PathLike, *, step: int,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write ``weights.safetensors`` and ``model.json`` into ``run_dir``, each atomically.
+
+    Parameters
+    ----------
+    model : RepresentationModel
+        A registered model; its state dict is copied to the CPU (the model is not changed).
+    run_dir : path
+        The run folder (created if needed).
+    step : int
+        The training step the weights belong to (recorded in both files).
+    extra : dict, optional
+        More JSON-ready keys for ``model.json``.
+
+    Returns
+    -------
+    Path
+        The weights file.
+    """
+    if not model.registry_name:
+        raise InputError(f"save_weights: {type(model).__name__} is not a registered model")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"model": model.registry_name, "step": str(step)})
+    meta = {"name": model.registry_name, "config": model.config.to_dict(), "step": step,
+            "histolatent": __version__, **(extra or {})}
+    write_text_atomic(run_dir / MODEL_JSON, json.dumps(meta, indent=2) + "\n")
+    return run_dir / WEIGHTS
+
+
+def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> RepresentationModel:
+    """Rebuild the model of a finished run from ``model.json`` + ``weights.safetensors``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A folder written by :func:`save_weights` (every finished training run is one).
+    device : str or torch.device
+        Where the weights are loaded.
+
+    Returns
+    -------
+    RepresentationModel
+        In eval mode, on ``device``.
+
+    Raises
+    ------
+    InputError
+        Naming the file: not a finished run, malformed ``model.json``, an unknown model or
+        bad config, a truncated or corrupt weights file, weights that do not fit the model,
+        or weights containing NaN or inf.
+    """
+    run_dir = Path(run_dir)
+    meta_path, w_path = run_dir / MODEL_JSON, run_dir / WEIGHTS
+    if not meta_path.is_file() or not w_path.is_file():
+        raise InputError(f"run {str(run_dir)!r} has no {MODEL_JSON} + {WEIGHTS}: "
+                         "not a finished histolatent run (an unfinished run can be resumed with --resume)")
+    meta = _read_meta(meta_path)
+    model = create_model(meta["name"], source=str(meta_path), **meta["config"])
+    state = _read_weights(w_path, meta["name"], device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:  # missing or unexpected keys, wrong shapes
+        first = str(err).strip().splitlines()
+        raise InputError(f"{str(w_path)!r}: the weights do not fit model {meta['name']!r} as configured in "
+                         f"{MODEL_JSON} ({' '.join(first[:3])})") from None
+    return model.to(device).eval()
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{str(path)!r}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not isinstance(meta.get("config"), dict):
+        raise InputError(f"{str(path)!r}: expected a mapping with a model 'name' (string) and a 'config' "
+                         "(mapping), as save_weights writes")
+    return meta
+
+
+def _read_weights(path: Path, name: str, device: str | torch.device) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            saved_for = (f.metadata() or {}).get("model")
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InputError(f"{str(path)!r}: not a readable safetensors file (truncated or corrupt: {err})") from None
+    if saved_for is not None and saved_for != name:
+        raise InputError(f"{str(path)!r}: the weights are of model {saved_for!r}, but {MODEL_JSON} says {name!r}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InputError(f"{str(path)!r}: weights contain NaN or inf ({shown}); the run diverged or the "
+                         "file is damaged")
+    return state
