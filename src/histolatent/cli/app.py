@@ -55,9 +55,6 @@ def build_app() -> typer.Typer:
     return app
 
 
-_build = build_app  # the name tests/models/test_infogan.py imports
-
-
 def main() -> None:
     build_app()
     try:
