@@ -40,6 +40,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("embed", "embed"),
     ("probe", "probe"),
     ("cluster", "cluster"),
+    ("compress", "compress"),
 ]
 
 
