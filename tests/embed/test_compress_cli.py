@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
 from tests.conftest import run_cli
+from typer.testing import CliRunner
 
 
 def test_every_option_is_parsed_and_passed(tmp_path, monkeypatch):
