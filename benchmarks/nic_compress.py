@@ -203,7 +203,7 @@ def main(quick: bool = False) -> dict:
     import torch
 
     from histolatent.embed.encode import encode_images
-    from histolatent.embed.grid import compress_slide, read_manifest
+    from histolatent.embed.grid import compress_slide, read_manifest, resolve_encoder
     from histolatent.io.slide import open_slide
 
     torch.set_num_threads(1)
@@ -221,12 +221,13 @@ def main(quick: bool = False) -> dict:
     build_s = time.perf_counter() - t_build
 
     enc = bigan_encoder()
+    model = resolve_encoder(enc)[0]  # the wrapper compress_slide uses: encode(x) = {"z": enc(x)}
     tiles = _tissue_tiles(speed)
     with open_slide(speed) as s:
         patches = s.read_tiles(tiles.x, tiles.y, TILE, TILE, mpp=MPP)
-    encode_images(enc, torch.rand(8, 3, TILE, TILE))  # warm-up
+    encode_images(model, torch.rand(8, 3, TILE, TILE))  # warm-up
     t0 = time.perf_counter()
-    encode_images(enc, patches, batch_size=64)
+    encode_images(model, patches, batch_size=64)
     forward = len(patches) / (time.perf_counter() - t0)
     del patches
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -309,8 +310,11 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
     try:
         smpp = handle.require_mpp()
         t0 = time.perf_counter()
-        if tissue is None:
-            tissue = detect_tissue(handle)
+        if tissue is None:  # on a thumbnail of about 8 µm/px (finer for small tiles): the closing of a
+            # full-size thumbnail at a fine scale costs seconds and changes nothing at tile scale
+            thumb_mpp = max(smpp, min(8.0, mpp * int(tile_px) / 4))
+            tissue = detect_tissue(handle, thumbnail_px=max(64, min(2048, math.ceil(
+                max(handle.dimensions) * smpp / thumb_mpp))))
         tiles = tile_grid(handle, mpp=mpp, tile_px=tile_px, stride_px=stride_px, min_tissue=0.0, mask=tissue)
         if len(tiles) == 0:
             raise InputError(f"slide {handle.name!r}: smaller than one tile ({tile_px} px at {mpp} µm/px)")
