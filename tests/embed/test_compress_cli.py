@@ -84,3 +84,13 @@ def test_pca_colours_follow_the_codes():
     assert rgb.shape == (4, 6, 3) and (rgb[0, 5] == 1).all()
     left, right = rgb[:, :3, 0].mean(), rgb[:, 3:5, 0].mean()
     assert abs(left - right) > 0.8  # PC 1 separates the halves
+
+
+@pytest.mark.slow
+def test_demo_compression_stage(tmp_path):
+    from histolatent.demo import DemoContext
+    from histolatent.demo.nic import compression
+
+    section = compression(DemoContext(tmp_path, quick=True))
+    assert section.error is None and section.figures[0][0].is_file()
+    assert "grid 3x16x16" in section.text and {r["stage"] for r in section.tables[0][1]} >= {"read", "forward"}
