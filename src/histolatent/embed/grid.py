@@ -364,7 +364,7 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
             attrs["dihedral_index"] = [dihedral_matrix(k, (ny, nx)) for k in ks]
         with atomic_dir(out, overwrite=overwrite) as tmp:
             n_tiles = _write_grid(tmp, mask, channels, ks, attrs, rows_per_read, cols_per_read, read, encode,
-                                  stages, prefetch, progress)
+                                  stages, prefetch, int(batch_size), progress)
             tw = time.perf_counter()
             checksum = grid_checksum(tmp)
             stages["write"] += time.perf_counter() - tw
@@ -422,7 +422,7 @@ def _prefetched(blocks: list, read: Any, enabled: bool) -> Iterator[tuple[Any, A
 
 
 def _write_grid(path: Path, mask: np.ndarray, channels: int, ks: tuple[int, ...], attrs: dict, rows_per_read: int,
-                cols_per_read: int, read: Any, encode: Any, stages: dict, prefetch: bool,
+                cols_per_read: int, read: Any, encode: Any, stages: dict, prefetch: bool, batch_size: int,
                 progress: bool | None) -> int:
     """Write the store band by band: one band of codes and two read regions in memory at a time."""
     import zarr
@@ -460,10 +460,13 @@ def _write_grid(path: Path, mask: np.ndarray, channels: int, ks: tuple[int, ...]
             if not blocks:
                 continue
             codes = np.zeros((len(ks), channels, r1 - r0, nx), np.float32)
+            pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, cols, patches) not yet encoded
+
             for ((ii, jj), _idx), (patches, seconds) in _prefetched(blocks, read, prefetch):
                 stages["read"] += seconds
-                codes[:, :, ii - r0, jj] = encode(patches).transpose(0, 2, 1)
-                bar.advance(len(ii))
+                pending.append((ii, jj, patches))
+                _encode_pending(pending, codes, r0, batch_size, encode, bar, final=False)
+            _encode_pending(pending, codes, r0, batch_size, encode, bar, final=True)
             t = time.perf_counter()
             if len(ks) == 1:
                 grid[:, r0:r1, :] = codes[0].astype(np.float16)
@@ -477,6 +480,27 @@ def _write_grid(path: Path, mask: np.ndarray, channels: int, ks: tuple[int, ...]
             stages["write"] += time.perf_counter() - t
     root.attrs.update(attrs)
     return total
+
+
+def _encode_pending(pending: list, codes: np.ndarray, r0: int, batch_size: int, encode: Any, bar: Any, *,
+                    final: bool) -> None:
+    """Encode the pending ``(rows, cols, patches)`` in full batches (all of them when ``final``).
+
+    Batches then hold ``batch_size`` tiles whatever the tissue layout of the read regions;
+    the tiles left over wait for the next region of the band.
+    """
+    n = sum(len(p[0]) for p in pending)
+    take = n if final else n - n % batch_size
+    if take == 0:
+        return
+    ii = np.concatenate([p[0] for p in pending])
+    jj = np.concatenate([p[1] for p in pending])
+    patches = np.concatenate([p[2] for p in pending]) if len(pending) > 1 else pending[0][2]
+    codes[:, :, ii[:take] - r0, jj[:take]] = encode(patches[:take]).transpose(0, 2, 1)
+    pending.clear()
+    if take < n:
+        pending.append((ii[take:], jj[take:], patches[take:]))
+    bar.advance(take)
 
 
 def grid_checksum(path: str | os.PathLike) -> str:
