@@ -176,6 +176,10 @@ SPECS: dict[str, Any] = {
                               {"table": "t.parquet", "label": "grade", "features": ["z_iso"]}),
     "cluster": lambda rec: Spec({"histolatent.embed.cluster_cells": (Path("t.parquet"), Path("t.geojson"))},
                                 {"run": "r", "cells": "c.parquet"}),
+    "compress": lambda rec: Spec({"histolatent.embed.cohort.compress_cohort": lambda *a, **k: pd.DataFrame(
+                                      [{"slide_id": "s", "status": "done"}])},
+                                 {"slides": "s.svs", "encoder": "r", "out": "g"},
+                                 alts={"precision": "bf16", "device": "cpu", "scheduler": "inline"}),
     "synth cells": lambda rec: _synth("write_cells", preset="infogan", types="lymphocyte"),
     "synth tiles": lambda rec: _synth("write_tiles"),
     "synth rois": lambda rec: _synth("write_rois", grades="1,2,3"),

@@ -53,7 +53,7 @@ def test_mean_rgb_codes_land_at_their_tiles_and_background_is_explicit(tmp_path)
             want = np.float16(np.array(_colour(i, j)) / 255) if want_mask[i, j] else np.zeros(3, np.float16)
             np.testing.assert_allclose(grid[:, i, j], want, atol=1e-3, err_msg=f"cell ({i}, {j})")
     assert attrs["mpp"] == 0.5 and attrs["tile_px"] == T and attrs["stride_px"] == T
-    assert attrs["level0_dimensions"] == [W, H] and attrs["encoder"] == "function"
+    assert attrs["level0_dimensions"] == [W, H] and attrs["encoder"] == "mean_rgb"
     np.testing.assert_allclose(np.array(attrs["affine"]) @ [4, 2, 1], [4 * T, 2 * T, 1])  # (j, i) -> (x, y)
 
 
@@ -72,18 +72,24 @@ def test_affine_maps_cells_to_their_tiles_at_another_scale_with_overlap(tmp_path
             np.testing.assert_allclose(grid[:, i, j], region, atol=3e-3, err_msg=f"cell ({i}, {j})")
 
 
-def test_tiles_are_streamed_one_read_per_tissue_tile(tmp_path, monkeypatch):
+def test_tiles_are_read_in_regions_with_the_pixels_of_one_read_per_tile(tmp_path, monkeypatch):
     slide = ArraySlide(_slide(), mpp=0.5)
-    sizes = []
-    read = slide.read
+    regions = []
+    read_level = slide.read_level
 
-    def counting(x, y, w, h, **kw):
-        sizes.append((w, h))
-        return read(x, y, w, h, **kw)
+    def counting(level, x, y, w, h):
+        regions.append((w, h))
+        return read_level(level, x, y, w, h)
 
-    monkeypatch.setattr(slide, "read", counting)
+    monkeypatch.setattr(slide, "read_level", counting)
     embed_slide_grid(mean_rgb, slide, tmp_path / "g.zarr", tile_px=T, mpp=0.5, tissue=_tissue(), batch_size=2)
-    assert sizes == [(T, T)] * (13 + 1)  # 13 tissue tiles, plus one that tells the code size
+    assert len(regions) == 1 + 1 and regions[1] == (W, H)  # the probe tile, then one region for the small slide
+    # the regions are cut exactly as per-tile reads, also when resampling (here 2x, and a 3/4 scale)
+    xs, ys = np.array([0, 37, 64, 101]), np.array([5, 0, 33, 40])
+    for mpp, size in ((1.0, 16), (0.5 * 4 / 3, 21)):
+        many = slide.read_tiles(xs, ys, size, size, mpp=mpp)
+        for k in range(len(xs)):
+            np.testing.assert_array_equal(many[k], slide.read(xs[k], ys[k], size, size, mpp=mpp))
 
 
 def test_a_model_takes_its_part_and_is_named_and_hashed(tmp_path):
@@ -114,8 +120,6 @@ def test_a_failure_leaves_nothing_and_bad_options_are_refused(tmp_path):
                          batch_size=5)
     assert list(tmp_path.iterdir()) == []
     opts = dict(tile_px=T, mpp=0.5, slide_mpp=0.5, tissue=_tissue())
-    with pytest.raises(NotImplementedError, match="NIC part 1"):
-        embed_slide_grid(mean_rgb, _slide(), tmp_path / "g.zarr", dihedral=True, **opts)
     embed_slide_grid(mean_rgb, _slide(), tmp_path / "g.zarr", **opts)
     with pytest.raises(InputError, match="exists"):
         embed_slide_grid(mean_rgb, _slide(), tmp_path / "g.zarr", **opts)

@@ -32,6 +32,7 @@ def build_app() -> typer.Typer:
     from histolatent.cli import (
         bench,
         cluster,
+        compress,
         demo,
         embed,
         info,
@@ -47,7 +48,7 @@ def build_app() -> typer.Typer:
 
     # single commands, then groups of sub-commands, in the order `histolatent --help` lists them
     for name, module in (("info", info), ("samples", samples), ("train", train), ("demo", demo), ("bench", bench),
-                         ("embed", embed), ("probe", probe), ("cluster", cluster)):
+                         ("embed", embed), ("probe", probe), ("cluster", cluster), ("compress", compress)):
         app.command(name, help=module.command.__doc__)(module.command)
     for name, module in (("runs", runs), ("slide", slide), ("stain", stain), ("nuclei", nuclei), ("synth", synth)):
         app.add_typer(module.app, name=name)

@@ -26,6 +26,7 @@ STAGES: list[tuple[str, str]] = [
     ("infogan", "infogan"),
     ("se2n_vae", "se2n_vae"),
     ("target_vae", "target_vae"),
+    ("nic", "compression"),
 ]
 
 

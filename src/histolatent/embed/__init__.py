@@ -5,7 +5,10 @@
 :func:`embed_cells`                    a cell table + embedding columns, chunked and resumable
 :func:`cluster_cells`                  InfoGAN classes of a cell table, + a QuPath GeoJSON
 :func:`classify_images`                InfoGAN ``argmax q(c | x)`` of patches in memory
-:func:`embed_slide_grid`               a slide -> a zarr ``(C, H, W)`` grid of tile codes
+:func:`compress_slide`                 a slide -> a zarr ``(C, H, W)`` grid of tile codes (NIC)
+:func:`compress_cohort`                slides on Dask -> grids, resumable, a summary table
+:func:`embed_slide_grid`               the same as compress_slide, encoder first (older spelling)
+:func:`verify_grid`                    whether a grid store is finished (manifest checksum)
 :func:`read_slide_grid`                such a grid, its tissue mask and attrs
 :func:`patch_geometry`                 the patch size and mpp a run was trained on
 :func:`weights_hash`                   the identity of a model's weights
@@ -19,9 +22,11 @@
 from histolatent.embed.baselines import train_feature_encoder
 from histolatent.embed.cells import embed_cells
 from histolatent.embed.cluster import classify_images, cluster_cells
+from histolatent.embed.cohort import compress_cohort
 from histolatent.embed.encode import encode_images, weights_hash
-from histolatent.embed.grid import embed_slide_grid, read_slide_grid
+from histolatent.embed.grid import compress_slide, embed_slide_grid, read_slide_grid, verify_grid
 from histolatent.embed.runs import patch_geometry
 
-__all__ = ["classify_images", "cluster_cells", "embed_cells", "embed_slide_grid", "encode_images",
-           "patch_geometry", "read_slide_grid", "train_feature_encoder", "weights_hash"]
+__all__ = ["classify_images", "cluster_cells", "compress_cohort", "compress_slide", "embed_cells", "embed_slide_grid",
+           "encode_images", "patch_geometry", "read_slide_grid", "train_feature_encoder", "verify_grid",
+           "weights_hash"]

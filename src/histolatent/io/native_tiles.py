@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -82,6 +83,9 @@ class NativeTileReader:
         self._cache_tiles = max(0, int(cache_tiles))
         self._lock = threading.Lock()
         self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        #: Seconds spent reading compressed bytes and decoding them (cumulative, for stage timings).
+        self.read_s = 0.0
+        self.decode_s = 0.0
 
     # -- tiles ------------------------------------------------------------------------------
     def _decode(self, index: int) -> np.ndarray | None:
@@ -92,7 +96,10 @@ class NativeTileReader:
             return None
         if self._fd is None:
             raise InputError(f"{self.path}: slide is closed")
+        t0 = time.perf_counter()
         data = os.pread(self._fd, count, int(self.offsets[index]))
+        t1 = time.perf_counter()
+        self.read_s += t1 - t0
         if len(data) != count:
             raise InputError(f"{self.path}: file is truncated at tile {index}")
         try:
@@ -103,6 +110,8 @@ class NativeTileReader:
                 tile = imagecodecs.jpeg8_decode(data, tables=self.tables)
         except Exception as err:  # imagecodecs raises its own error types
             raise InputError(f"{self.path}: corrupt JPEG tile {index}: {err}") from None
+        finally:
+            self.decode_s += time.perf_counter() - t1
         if tile.ndim != 3 or tile.shape[2] != 3:
             raise InputError(f"{self.path}: tile {index} decoded to shape {tile.shape}, expected RGB")
         return tile

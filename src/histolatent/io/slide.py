@@ -98,6 +98,13 @@ class Slide(ABC):
         """Levels read through the native-tile fast path."""
         return [i for i, r in enumerate(self._native) if r is not None]
 
+    def native_seconds(self) -> tuple[float, float] | None:
+        """Cumulative ``(read_s, decode_s)`` of the native-tile readers, or None without any."""
+        readers = [r for r in self._native if r is not None]
+        if not readers:
+            return None
+        return sum(r.read_s for r in readers), sum(r.decode_s for r in readers)
+
     def best_level(self, downsample: float) -> int:
         """The coarsest level whose downsample is at most ``downsample`` (with 0.1 % slack)."""
         best = 0
@@ -186,6 +193,50 @@ class Slide(ABC):
         x1, y1 = max(x0 + 1, round(xl + w * scale)), max(y0 + 1, round(yl + h * scale))
         region = self.read_level(level, x0, y0, x1 - x0, y1 - y0)
         return _resize(region, w, h)
+
+    def read_tiles(self, xs: Any, ys: Any, w: int, h: int, *, mpp: float | None = None) -> np.ndarray:
+        """Many regions of one size: ``read(x, y, w, h, mpp=mpp)`` for each corner, pixel for pixel.
+
+        The level region that covers all of them is read once (through the native-tile path
+        where the slide has one, so each native tile is decoded once), then cut and resampled
+        tile by tile exactly as :meth:`read` would. Keep the corners close together (a band
+        of a tile grid): the covering region is held in memory.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, h, w, 3)`` uint8.
+        """
+        xs = np.asarray(xs, dtype=np.float64).reshape(-1)
+        ys = np.asarray(ys, dtype=np.float64).reshape(-1)
+        w, h = int(w), int(h)
+        if w < 1 or h < 1:
+            raise InputError(f"slide {self.name!r}: region size must be >= 1, got {w}x{h}")
+        out = np.empty((len(xs), h, w, 3), dtype=np.uint8)
+        if len(xs) == 0:
+            return out
+        if mpp is None:
+            level, ds, scale = 0, 1.0, 1.0
+        else:
+            mpp = check_mpp(mpp, name=f"slide {self.name!r}: mpp")
+            downsample = mpp / self.require_mpp()
+            level = self.best_level(downsample)
+            ds = self.level_downsamples[level]
+            scale = downsample / ds
+        same = mpp is None or abs(scale - 1.0) < 1e-6
+        xl, yl = xs / ds, ys / ds
+        x0, y0 = np.round(xl).astype(np.int64), np.round(yl).astype(np.int64)
+        if same:
+            x1, y1 = x0 + w, y0 + h
+        else:
+            x1 = np.maximum(x0 + 1, np.round(xl + w * scale).astype(np.int64))
+            y1 = np.maximum(y0 + 1, np.round(yl + h * scale).astype(np.int64))
+        bx, by = int(x0.min()), int(y0.min())
+        region = self.read_level(level, bx, by, int(x1.max()) - bx, int(y1.max()) - by)
+        for k in range(len(xs)):
+            sub = region[y0[k] - by:y1[k] - by, x0[k] - bx:x1[k] - bx]
+            out[k] = sub if same else _resize(sub, w, h)
+        return out
 
     def thumbnail(self, max_px: int = 1024) -> np.ndarray:
         """The whole slide, longest side ``max_px`` pixels, read in strips (bounded memory).

@@ -24,33 +24,8 @@ from typing import Any
 import pandas as pd
 
 from histolatent.errors import InputError
-from histolatent.io.atomic import write_text_atomic
+from histolatent.io.cohort import INPUT_SUFFIXES, list_inputs, run_tasks, write_summary  # noqa: F401 (re-exported)
 from histolatent.nuclei.pipeline import cells_from_slide, default_slide_id, slide_summary
-
-#: File suffixes treated as slides or ROI images when a folder is given.
-INPUT_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide",
-                  ".png", ".jpg", ".jpeg", ".bmp")
-
-
-def list_inputs(inputs: str | os.PathLike | list) -> list[Path]:
-    """Slide / image files of a folder (sorted, not recursive), or a list of files, checked."""
-    if isinstance(inputs, (str, os.PathLike)):
-        p = Path(inputs)
-        if p.is_dir():
-            files = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in INPUT_SUFFIXES)
-            if not files:
-                raise InputError(f"inputs {str(p)!r}: the folder holds no slide or image files ({INPUT_SUFFIXES})")
-            return files
-        if not p.exists():
-            raise InputError(f"inputs {str(p)!r}: no such file or folder")
-        return [p]
-    files = [Path(q) for q in inputs]
-    missing = [str(q) for q in files if not q.is_file()]
-    if missing:
-        raise InputError(f"inputs: files do not exist: {missing[:5]}")
-    if not files:
-        raise InputError("inputs: the list is empty")
-    return files
 
 
 def process_slide(path: str | os.PathLike, out_dir: str | os.PathLike, *, method: str = "watershed",
@@ -155,8 +130,6 @@ def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, 
         One row per input slide (see :func:`process_slide`), also written to
         ``out_dir/summary.csv``.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-
     files = list_inputs(inputs)
     ids = [default_slide_id(f) for f in files]
     dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -168,37 +141,11 @@ def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, 
         raise InputError(f"model {str(model)!r}: not a run folder")
     kw = {"method": method, "model": str(model) if isinstance(model, (str, os.PathLike)) else model,
           "slide_mpp": slide_mpp, "mpp": mpp, "geojson": geojson, "overwrite": overwrite, "options": options}
-    if scheduler:
-        cluster = None
-        client = Client(scheduler)
-    else:
-        workers = int(n_workers or min(len(files), os.cpu_count() or 1))
-        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
-        client = Client(cluster)
-    rows = []
-    try:
-        futures = [client.submit(process_slide, str(f), str(out_dir), slide_id=i, key=f"nuclei-{i}-{time.time_ns()}",
-                                 pure=False, **kw) for f, i in zip(files, ids, strict=True)]
-        bar = _bar(progress, len(futures))
-        for fut in as_completed(futures):
-            rows.append(fut.result())
-            bar(1)
-        bar(0, done=True)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    summary = pd.DataFrame(rows).sort_values("slide_id").reset_index(drop=True)
-    write_text_atomic(out_dir / "summary.csv", summary.drop(columns=[c for c in ("traceback",) if c in summary])
-                      .to_csv(index=False))
+    tasks = [(i, dict(path=str(f), out_dir=str(out_dir), slide_id=i, **kw)) for f, i in zip(files, ids, strict=True)]
+    rows = run_tasks(process_slide, tasks, scheduler=scheduler, n_workers=n_workers, processes=processes,
+                     progress=progress, label="nuclei")
+    summary = write_summary(rows, out_dir)
     return summary
-
-
-def _bar(enabled: bool, total: int):
-    from histolatent.nuclei._progress import progress_bar
-
-    return progress_bar(enabled, total, "slides")
 
 
 def cohort_tables(out_dir: str | os.PathLike) -> pd.DataFrame:
