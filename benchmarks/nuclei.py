@@ -69,8 +69,9 @@ def main(quick: bool = False) -> dict:
 def _run(quick: bool, work: Path, figs_dir: Path, load_before: float) -> dict:
     from histolatent.io.geojson_export import validate_feature_collection, write_geojson
     from histolatent.io.tables import read_cell_table, write_cell_table
+    from histolatent.models import load_model
     from histolatent.nuclei.evaluate import HELDOUT_SITE, evaluate_method, heldout_tiles
-    from histolatent.nuclei.unet import load_unet, segment_unet
+    from histolatent.nuclei.unet import segment_unet
     from histolatent.nuclei.watershed import segment_watershed
     from histolatent.stain.macenko import MacenkoNormalizer
     from histolatent.synth.render import render_tile
@@ -90,8 +91,8 @@ def _run(quick: bool, work: Path, figs_dir: Path, load_before: float) -> dict:
 
     # -- U-Net with stain augmentation (the benchmark model) -------------------------------
     run_main, t_main = _train(work / "unet-main", steps_main, [])
-    per_unet, unet_s = evaluate_method(test, mpp=MPP, method="unet", model=run_main)
-    net = load_unet(run_main)
+    net = load_model(run_main)
+    per_unet, unet_s = evaluate_method(test, mpp=MPP, method="unet", model=net)
     per_ref_stain = {"reference": evaluate_method(_pairs(ref_tiles), mpp=MPP, method="unet", model=net)[1],
                      "held-out lab": evaluate_method(_pairs(lab_tiles), mpp=MPP, method="unet", model=net)[1]}
 
@@ -116,6 +117,7 @@ def _run(quick: bool, work: Path, figs_dir: Path, load_before: float) -> dict:
     # -- paper 4's claim: trained under one stain, tested on shifted stains ----------------
     run_ref, t_ref = _train(work / "unet-reference-stain", steps_ref,
                             ["data.stains=reference", "model.stain_augment=0.0"])
+    ref_net = load_model(run_ref)
     shifted = []
     for i in range(n_per_stain):
         site = 9_100_000 + i
@@ -124,9 +126,9 @@ def _run(quick: bool, work: Path, figs_dir: Path, load_before: float) -> dict:
     target_tiles = heldout_tiles(4, size_px=TILE, mpp=MPP, stain=0, offset=3 * n_per_stain)
     norm = MacenkoNormalizer().fit([t.rgb for t in target_tiles])
     sh = _pairs(shifted)
-    _, ref_same = evaluate_method(_pairs(ref_tiles), mpp=MPP, method="unet", model=run_ref)
-    _, ref_raw = evaluate_method(sh, mpp=MPP, method="unet", model=run_ref)
-    _, ref_norm = evaluate_method(sh, mpp=MPP, method="unet", model=run_ref, transform=norm.transform)
+    _, ref_same = evaluate_method(_pairs(ref_tiles), mpp=MPP, method="unet", model=ref_net)
+    _, ref_raw = evaluate_method(sh, mpp=MPP, method="unet", model=ref_net)
+    _, ref_norm = evaluate_method(sh, mpp=MPP, method="unet", model=ref_net, transform=norm.transform)
     _, aug_raw = evaluate_method(sh, mpp=MPP, method="unet", model=net)
     _, ws_raw = evaluate_method(sh, mpp=MPP, method="watershed")
     _, ws_norm = evaluate_method(sh, mpp=MPP, method="watershed", transform=norm.transform)

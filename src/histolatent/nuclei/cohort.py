@@ -54,7 +54,7 @@ def process_slide(path: str | os.PathLike, out_dir: str | os.PathLike, *, method
                 c for c in ("area_um2", "x") if c in _columns(table_path)])))
             row["status"] = "skipped"
             return row
-        net = _cached_model(model) if method == "unet" else None
+        net = model if method == "unet" else None
         cells = cells_from_slide(path, method=method, model=net, mpp=mpp, slide_mpp=slide_mpp, slide_id=sid,
                                  **(options or {}))
         if geojson and "polygon" in cells.columns:
@@ -77,21 +77,6 @@ def _columns(path: Path) -> list[str]:
     return list(pq.read_schema(str(path)).names)
 
 
-_MODEL_CACHE: dict[str, Any] = {}
-
-
-def _cached_model(model: Any) -> Any:
-    """Load a U-Net run folder once per worker process."""
-    if isinstance(model, (str, os.PathLike)):
-        key = str(Path(model).resolve())
-        if key not in _MODEL_CACHE:
-            from histolatent.nuclei.unet import load_unet
-
-            _MODEL_CACHE[key] = load_unet(key)
-        return _MODEL_CACHE[key]
-    return model
-
-
 def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, method: str = "watershed",
                model: Any = None, slide_mpp: float | None = None, mpp: float | None = None, geojson: bool = True,
                overwrite: bool = False, scheduler: str | None = None, n_workers: int | None = None,
@@ -106,8 +91,8 @@ def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, 
     out_dir : path
         Output folder (created).
     method, model, mpp
-        See :func:`histolatent.nuclei.pipeline.cells_from_slide`; for ``"unet"`` pass the
-        run folder so that each worker loads the model once.
+        See :func:`histolatent.nuclei.pipeline.cells_from_slide`; for ``"unet"`` pass a
+        loaded U-Net (:func:`histolatent.models.load_model`); it travels to each worker.
     slide_mpp : float, optional
         µm per pixel of inputs that carry none.
     geojson : bool
@@ -130,6 +115,9 @@ def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, 
         One row per input slide (see :func:`process_slide`), also written to
         ``out_dir/summary.csv``.
     """
+    if isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model {str(model)!r}: nuclei takes a loaded U-Net; load the run folder first with "
+                         "histolatent.models.load_model (the CLI does this for --model)")
     files = list_inputs(inputs)
     ids = [default_slide_id(f) for f in files]
     dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -173,9 +173,9 @@ def cells_from_slide(source: Any, *, method: str = "watershed", model: Any = Non
         if slide_id is None:
             slide_id = slide.path.stem if getattr(slide, "path", None) is not None else "slide"
         if method == "unet":
-            from histolatent.nuclei.unet import load_unet
+            from histolatent.nuclei.unet import check_segmenter
 
-            model = load_unet(model)
+            model = check_segmenter(model)
         W0, H0 = slide.dimensions
         core = int(tile_px)
         if core < 16:

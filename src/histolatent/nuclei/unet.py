@@ -139,7 +139,6 @@ def check_segmenter(model: Any) -> Segmenter:
 
 #: The old name, kept only until pipeline.py, cohort.py, cli/nuclei.py and benchmarks/nuclei.py
 #: call :func:`check_segmenter` (and load run folders with histolatent.models.load_model); then delete.
-load_unet = check_segmenter
 
 
 def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px: int = 512, overlap_px: int = 32,
