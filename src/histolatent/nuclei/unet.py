@@ -137,9 +137,6 @@ def check_segmenter(model: Any) -> Segmenter:
     return model.eval() if hasattr(model, "eval") else model
 
 
-#: The old name, kept only until pipeline.py, cohort.py, cli/nuclei.py and benchmarks/nuclei.py
-#: call :func:`check_segmenter` (and load run folders with histolatent.models.load_model); then delete.
-
 
 def predict_probabilities(image: np.ndarray, model: Any, *, mpp: float, tile_px: int = 512, overlap_px: int = 32,
                           batch_size: int = 4, progress: bool = False) -> np.ndarray:
