@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from histolatent.models.base import Batch, Optimizers
+from histolatent.models.base import Batch
 from histolatent.models.nic_base import NICConfig, NICModel
 from histolatent.models.registry import register_model
 
@@ -44,22 +44,13 @@ class NICOracle(NICModel):
         h = self.hidden(z)
         return {"z": z.float(), "hidden": h.float(), "logits": self.classifier(h).float()}
 
-    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
+    def batch_terms(self, batch: Batch) -> dict[str, Tensor]:
         y = batch["label"].to(self.device).long()
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.config.n_classes):
             raise ValueError(f"nic-oracle: labels must lie in [0, {self.config.n_classes}), got "
                              f"{int(y.min())}..{int(y.max())}; set model.n_classes")
         logits = self.encode(batch["image"])["logits"]
         return {"loss": F.cross_entropy(logits, y), "accuracy": (logits.detach().argmax(1) == y).float().mean()}
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch)
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss_terms(batch)
 
     def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
         out = super().example_batch(batch_size)

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from histolatent.losses.nic import same_different_bce
-from histolatent.models.base import Batch, Optimizers
+from histolatent.models.base import Batch
 from histolatent.models.nic_base import NICConfig, NICModel
 from histolatent.models.registry import register_model
 
@@ -49,21 +49,12 @@ class NICSiamese(NICModel):
         e = self.encoder(self.prepare(torch.cat([x1, x2])))
         return self.head(torch.cat([e[:n], e[n:]], dim=1)).view(-1)
 
-    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
+    def batch_terms(self, batch: Batch) -> dict[str, Tensor]:
         y = batch["label"].to(self.device)
         logits = self.pair_logits(batch["image"], batch["image2"])
         loss = same_different_bce(logits, y)
         acc = ((logits.detach() > 0).long() == y.long()).float().mean()
         return {"loss": loss, "accuracy": acc}
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch)
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss_terms(batch)
 
     def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
         out = super().example_batch(batch_size)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from histolatent.losses.kl import kl_normal_standard
 from histolatent.losses.nic import vae_reconstruction
-from histolatent.models.base import Batch, Optimizers
+from histolatent.models.base import Batch
 from histolatent.models.nic_base import NICConfig, NICModel
 from histolatent.models.registry import register_model
 from histolatent.nn.nic import NICDecoder
@@ -65,11 +65,5 @@ class NICVAE(NICModel):
         kl = kl_normal_standard(mu, logvar).mean()
         return {"loss": recon + self.config.gamma * kl, "recon": recon, "kl": kl}
 
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch["image"])
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
+    def batch_terms(self, batch: Batch) -> dict[str, Tensor]:
         return self.loss_terms(batch["image"])
