@@ -2,13 +2,13 @@
 
 Sources of tissue patches (``tile_px`` px at ``mpp`` µm/px, on a non-overlapping grid of cells):
 
-* ``synth`` — SynthPath slides (:func:`histolatent.synth.slide.slide_world`), rendered on
+* ``origin: synth`` — SynthPath slides (:func:`histolatent.synth.slide.slide_world`), rendered on
   demand, never written: slide ``s`` of a split has its own world seed (splits never share
   tissue), tissue preset ``TISSUE_CLASSES[s % 6]``, a random lesion, and its own stain site.
   Labels are known: ``label`` = tissue class (the lesion's "tumour" inside it, else the
   slide's preset), ``region`` = the patch's majority compartment
   (:data:`histolatent.synth.tissue.REGIONS`).
-* ``folder`` — every slide file in ``root`` (read through :func:`histolatent.io.slide.open_slide`
+* ``origin: folder`` — every slide file in ``root`` (``origin: folder``; read through :func:`histolatent.io.slide.open_slide`
   at ``mpp``); tissue from :func:`histolatent.tissue.detect_tissue`. Splits take whole
   windows of cells (80/10/10 by a hash of ``split_seed``), so one slide serves every split
   and neighbours stay in one split. No labels (``label`` = -1).
@@ -144,7 +144,7 @@ class _FolderSource:
         from histolatent.tissue import detect_tissue, tile_grid
 
         if not cfg.root:
-            raise InputError("data.root: a folder of slides is needed for source 'folder'")
+            raise InputError("data.root: a folder of slides is needed for origin 'folder'")
         root = Path(cfg.root)
         if not root.is_dir():
             raise InputError(f"data.root: {str(root)!r} is not a folder")
@@ -186,8 +186,8 @@ class _FolderSource:
 
 
 class PatchesConfig(Config):
-    source: Literal["synth", "folder"] = "synth"
-    root: str | None = Field(None, description="folder of slide files (source 'folder')")
+    origin: Literal["synth", "folder"] = Field("synth", description="SynthPath slides or a folder of slide files")
+    root: str | None = Field(None, description="folder of slide files (origin 'folder')")
     slide_mpp: float | None = Field(None, gt=0, description="level-0 µm/px for files without it")
     tile_px: int = Field(128, ge=4, description="patch side P, px")
     mpp: float = Field(0.5, gt=0, description="µm per pixel of the patches")
@@ -216,7 +216,7 @@ class _PatchBase(Dataset):
     def __init__(self, config: PatchesConfig, *, split: str, seed: int) -> None:
         self.config, self.split = config, split
         self.seed = config.seed if config.seed is not None else seed
-        self.source = (_SynthSource if config.source == "synth" else _FolderSource)(config, split, self.seed)
+        self.source = (_SynthSource if config.origin == "synth" else _FolderSource)(config, split, self.seed)
         self.weights = np.array([len(c.cells) for c in self.source.slides], dtype=np.float64)
         if self.weights.sum() == 0:
             raise InputError(f"data: no tissue cells with min_tissue={config.min_tissue} in the {split} split")
@@ -333,7 +333,7 @@ class NICPairs(_PatchBase):
 
 class DigitPatchesConfig(Config):
     patch: int = Field(9, ge=4, description="P: digits down-sampled to P x P (the paper's 9)")
-    source: str = "mnist-5k"
+    digit_source: str = "mnist-5k"
     n: int = Field(20_000, ge=1)
     n_eval: int = Field(2_000, ge=1)
     p_empty: float = Field(0.0, ge=0, lt=1, description="share of empty patches (label 10)")
@@ -357,8 +357,8 @@ class NICDigitPatches(Dataset):
 
         self.config, self.split = config, split
         self.seed = config.seed if config.seed is not None else seed
-        imgs, labels = source_digits(config.source)
-        idx = split_indices(split, config.split_seed, config.source)
+        imgs, labels = source_digits(config.digit_source)
+        idx = split_indices(split, config.split_seed, config.digit_source)
         p = config.patch
         self.digits = np.stack([cv2.resize(imgs[k], (p, p), interpolation=cv2.INTER_AREA) for k in idx]).clip(0, 1)
         self.labels = labels[idx]
