@@ -91,7 +91,7 @@ def load_keras_bigan_encoder(path: str | os.PathLike, *, image_size: int = 128, 
 
     convs_t = [m for m in model.encoder.convs if isinstance(m, torch.nn.Conv2d)]
     bns_t = [m for m in model.encoder.convs if isinstance(m, torch.nn.BatchNorm2d)]
-    for (name, wc), (_, wb), conv, bn in zip(convs, bns, convs_t, bns_t, strict=True):
+    for (_, wc), (_, wb), conv, bn in zip(convs, bns, convs_t, bns_t, strict=True):
         conv.weight.data.copy_(torch.from_numpy(wc["kernel"].transpose(3, 2, 0, 1).copy()))
         conv.bias.data.copy_(torch.from_numpy(wc["bias"]) if "bias" in wc else torch.zeros(conv.out_channels))
         n = bn.num_features
