@@ -15,6 +15,7 @@ _MODULES = [
     "synth_digits",
     "nuclei_tiles",
     "synth_nuclei_crops",
+    "nic_patches",
 ]
 
 for _m in _MODULES:

@@ -1,0 +1,386 @@
+"""Patch and pair data sets of Neural Image Compression (papers/nic_neural-image-compression.txt §2, §4.1.5).
+
+Sources of tissue patches (``tile_px`` px at ``mpp`` µm/px, on a non-overlapping grid of cells):
+
+* ``origin: synth`` — SynthPath slides (:func:`histolatent.synth.slide.slide_world`), rendered on
+  demand, never written: slide ``s`` of a split has its own world seed (splits never share
+  tissue), tissue preset ``TISSUE_CLASSES[s % 6]``, a random lesion, and its own stain site.
+  Labels are known: ``label`` = tissue class (the lesion's "tumour" inside it, else the
+  slide's preset), ``region`` = the patch's majority compartment
+  (:data:`histolatent.synth.tissue.REGIONS`).
+* ``origin: folder`` — every slide file in ``root`` (``origin: folder``; read through :func:`histolatent.io.slide.open_slide`
+  at ``mpp``); tissue from :func:`histolatent.tissue.detect_tissue`. Splits take whole
+  windows of cells (80/10/10 by a hash of ``split_seed``), so one slide serves every split
+  and neighbours stay in one split. No labels (``label`` = -1).
+
+Only cells whose tissue fraction is at least ``min_tissue`` are ever read (0.6: the NIC
+authors' featurizer). Items are pure functions of ``(seed, split, index)``; ``block``
+consecutive indices share a slide and a window of ``window x window`` cells, so a block of
+a block-shuffled sampler renders (SynthPath) or reads (files) one small region.
+
+``nic-patches``: ``{"image": (3, P, P) float32 in [0, 1], "label": int64, "region": int64,
+"slide": int64, "cell": (2,) int64 (grid column, row)}``.
+
+``nic-pairs`` (the contrastive task): ``{"image", "image2", "label": 1 same / 0 different,
+"kind": 0 same, 1 neighbour, 2 other slide, "slide", "cell", "slide2", "cell2"}``. Same = one
+location under two independent augmentations (probability ``p_same``); different = a
+non-overlapping neighbouring cell (``p_neighbour`` = 75 % of the different pairs) or a cell of
+another slide (25 %; with a single slide, a cell at least ``far_cells`` away).
+
+The paper's augmentation (:func:`histolatent.nn.augment.augment`: stain colour, rotation, zoom,
+elastic deformation, brightness, contrast, noise) is applied to the train split (``augment``).
+
+``nic-digit-patches``: NIC's synthetic-task patches: MNIST-5k digits down-sampled to 9 x 9
+(``{"image": (1, 9, 9), "label": digit}``; ``p_empty`` adds empty patches labelled 10), with
+scaling and elastic deformation on the train split, as the paper.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.data import Dataset
+
+from histolatent.config import Config
+from histolatent.datasets.registry import SPLITS, register_dataset
+from histolatent.errors import InputError
+from histolatent.nn.augment import AugmentConfig, augment, geometric
+
+#: SynthPath tissue classes (the oracle's targets): the slide presets, "tumour" inside lesions.
+TISSUE_CLASSES = ("breast", "tumour", "normal", "stroma", "lymphoid", "fat")
+SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".svslide", ".ome.tif")
+
+
+def _seed(*parts: int) -> int:
+    from histolatent.synth.noise import seed32
+
+    return seed32(*(int(p) for p in parts))
+
+
+@dataclass
+class _SlideCells:
+    """Tissue cells of one slide: ``cells (M, 2)`` (column, row) and the lookup of each."""
+
+    cells: np.ndarray
+    index: dict[tuple[int, int], int]
+
+
+def _cells_from_grid(xs: np.ndarray, ys: np.ndarray, tile0: float) -> _SlideCells:
+    cells = np.stack([np.rint(xs / tile0), np.rint(ys / tile0)], axis=1).astype(np.int64).reshape(-1, 2)
+    return _SlideCells(cells, {(int(a), int(b)): k for k, (a, b) in enumerate(cells)})
+
+
+class _SynthSource:
+    """SynthPath slides rendered on demand; windows of cells cached (a few)."""
+
+    def __init__(self, cfg: PatchesConfig, split: str, seed: int) -> None:
+        from histolatent.synth.slide import random_lesion, slide_masks, slide_world
+        from histolatent.synth.stain import as_scanner, site_stain
+        from histolatent.tissue import TissueMask, tile_grid
+
+        self.cfg, self.mpp, self.px = cfg, cfg.mpp, cfg.tile_px
+        size = (cfg.slide_px, cfg.slide_px)
+        self.worlds, self.stains, self.slides, self.classes = [], [], [], []
+        for s in range(cfg.slides if split == "train" else max(2, cfg.slides // 4)):
+            wseed = _seed(seed, 0x41C, SPLITS.index(split), s)
+            cls = TISSUE_CLASSES[s % len(TISSUE_CLASSES)]
+            lesion = random_lesion(wseed, size, cfg.mpp, p_present=cfg.p_lesion)
+            world = slide_world(wseed, size, cfg.mpp, lesion, cls)
+            _, tissue = slide_masks(world, size, cfg.mpp, cfg.mpp * 16)
+            grid = tile_grid(mpp=cfg.mpp, tile_px=cfg.tile_px, min_tissue=cfg.min_tissue,
+                             mask=TissueMask(tissue, size), level0_dimensions=size, slide_mpp=cfg.mpp)
+            self.worlds.append(world)
+            self.stains.append(site_stain(1 + _seed(wseed, 0x57) % 100_000, strength=cfg.stain_sites))
+            self.slides.append(_cells_from_grid(grid.x, grid.y, float(cfg.tile_px)))
+            self.classes.append(TISSUE_CLASSES.index(cls))
+        self.scanner = as_scanner(None)
+        self._cache: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+
+    def _window(self, s: int, wx: int, wy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = (s, wx, wy)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        from histolatent.synth.noise import Grid
+        from histolatent.synth.render import render_region
+        from histolatent.synth.stain import rgb_from_concentrations
+
+        n, px, mpp = self.cfg.window, self.px, self.mpp
+        grid = Grid(wx * n * px * mpp, wy * n * px * mpp, n * px, n * px, mpp)
+        world = self.worlds[s]
+        reg = render_region(world, grid)
+        rng = np.random.default_rng(_seed(world.seed, 0x711E, wx, wy))
+        rgb = rgb_from_concentrations(reg.concentrations, self.stains[s], self.scanner, mpp=mpp, rng=rng)
+        lesion = (world.lesion.membership(grid) >= 0.5) if world.lesion is not None else np.zeros(rgb.shape[:2], bool)
+        self._cache[key] = (rgb, reg.regions, lesion)
+        while len(self._cache) > 6:
+            self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def patch(self, s: int, gx: int, gy: int) -> tuple[np.ndarray, int, int]:
+        n, px = self.cfg.window, self.px
+        rgb, regions, lesion = self._window(s, gx // n, gy // n)
+        y0, x0 = (gy % n) * px, (gx % n) * px
+        sl = (slice(y0, y0 + px), slice(x0, x0 + px))
+        label = TISSUE_CLASSES.index("tumour") if lesion[y0 + px // 2, x0 + px // 2] else self.classes[s]
+        region = int(np.bincount(regions[sl].ravel(), minlength=6).argmax())
+        return np.ascontiguousarray(rgb[sl]), label, region
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": OrderedDict()}
+
+
+class _FolderSource:
+    """Slide files of a folder; tiles read one at a time (only tissue cells are read)."""
+
+    def __init__(self, cfg: PatchesConfig, split: str, seed: int) -> None:
+        from histolatent.io.slide import open_slide
+        from histolatent.tissue import detect_tissue, tile_grid
+
+        if not cfg.root:
+            raise InputError("data.root: a folder of slides is needed for origin 'folder'")
+        root = Path(cfg.root)
+        if not root.is_dir():
+            raise InputError(f"data.root: {str(root)!r} is not a folder")
+        self.paths = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(SLIDE_SUFFIXES))
+        if not self.paths:
+            raise InputError(f"data.root: no slide files ({', '.join(SLIDE_SUFFIXES)}) in {str(root)!r}")
+        self.cfg, self.px = cfg, cfg.tile_px
+        want = SPLITS.index(split)
+        self.slides, self.origin0 = [], []
+        for p in self.paths:
+            with open_slide(p, mpp=cfg.slide_mpp) as slide:
+                grid = tile_grid(slide, mpp=cfg.mpp, tile_px=cfg.tile_px, min_tissue=cfg.min_tissue,
+                                 mask=detect_tissue(slide))
+            cells = _cells_from_grid(grid.x, grid.y, grid.level0_tile)
+            n = cfg.window
+            keep = [k for k, (gx, gy) in enumerate(cells.cells)
+                    if self.split_of(_seed(cfg.split_seed, len(self.slides), gx // n, gy // n)) == want]
+            sub = cells.cells[keep]
+            self.slides.append(_SlideCells(sub, {(int(a), int(b)): k for k, (a, b) in enumerate(sub)}))
+            self.origin0.append(grid.level0_tile)
+        self._open: dict[int, object] = {}
+
+    @staticmethod
+    def split_of(h: int) -> int:
+        r = h % 100
+        return 0 if r < 80 else (1 if r < 90 else 2)
+
+    def patch(self, s: int, gx: int, gy: int) -> tuple[np.ndarray, int, int]:
+        from histolatent.io.slide import open_slide
+
+        if s not in self._open:
+            self._open[s] = open_slide(self.paths[s], mpp=self.cfg.slide_mpp)
+        tile0 = self.origin0[s]
+        rgb = self._open[s].read(int(round(gx * tile0)), int(round(gy * tile0)), self.px, self.px, mpp=self.cfg.mpp)
+        return rgb, -1, -1
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": {}}
+
+
+class PatchesConfig(Config):
+    origin: Literal["synth", "folder"] = Field("synth", description="SynthPath slides or a folder of slide files")
+    root: str | None = Field(None, description="folder of slide files (origin 'folder')")
+    slide_mpp: float | None = Field(None, gt=0, description="level-0 µm/px for files without it")
+    tile_px: int = Field(128, ge=4, description="patch side P, px")
+    mpp: float = Field(0.5, gt=0, description="µm per pixel of the patches")
+    min_tissue: float = Field(0.6, ge=0, le=1)
+    n: int = Field(50_000, ge=1, description="items in the train split")
+    n_eval: int = Field(2_000, ge=1, description="items in val / test")
+    block: int = Field(16, ge=1, description="consecutive indices sharing a slide window")
+    window: int = Field(4, ge=1, description="cells a side of a window")
+    slides: int = Field(12, ge=1, description="SynthPath slides in the train split (val/test: a quarter, >= 2)")
+    slide_px: int = Field(4096, ge=256, description="SynthPath slide side, px at mpp")
+    p_lesion: float = Field(0.5, ge=0, le=1)
+    stain_sites: float = Field(1.0, ge=0, description="strength of the per-slide stain of SynthPath slides")
+    split_seed: int = 0
+    augment: bool = True
+    augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
+    seed: int | None = None
+
+
+class PairsConfig(PatchesConfig):
+    p_same: float = Field(0.5, gt=0, lt=1)
+    p_neighbour: float = Field(0.75, ge=0, le=1, description="share of neighbours among the different pairs")
+    far_cells: int = Field(4, ge=1, description="single-slide 'other' pairs: at least this many cells apart")
+
+
+class _PatchBase(Dataset):
+    def __init__(self, config: PatchesConfig, *, split: str, seed: int) -> None:
+        self.config, self.split = config, split
+        self.seed = config.seed if config.seed is not None else seed
+        self.source = (_SynthSource if config.origin == "synth" else _FolderSource)(config, split, self.seed)
+        self.weights = np.array([len(c.cells) for c in self.source.slides], dtype=np.float64)
+        if self.weights.sum() == 0:
+            raise InputError(f"data: no tissue cells with min_tissue={config.min_tissue} in the {split} split")
+        self.weights /= self.weights.sum()
+        self.n = config.n if split == "train" else config.n_eval
+        self.do_augment = config.augment and split == "train"
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _rng(self, *tags: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), *tags])
+
+    def _anchor_block(self, i: int) -> tuple[int, int, int]:
+        """Block of ``i``: slide and the window (column, row) its items come from."""
+        rng = self._rng(0xB10C, i // self.config.block)
+        s = int(rng.choice(len(self.weights), p=self.weights))
+        gx, gy = self.source.slides[s].cells[int(rng.integers(len(self.source.slides[s].cells)))]
+        return s, int(gx) // self.config.window, int(gy) // self.config.window
+
+    def _window_cells(self, s: int, wx: int, wy: int) -> np.ndarray:
+        cells = self.source.slides[s].cells
+        n = self.config.window
+        return cells[(cells[:, 0] // n == wx) & (cells[:, 1] // n == wy)]
+
+    def _tensor(self, rgb: np.ndarray, i: int, which: int) -> torch.Tensor:
+        x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)[None]
+        if self.do_augment:
+            g = torch.Generator().manual_seed(_seed(self.seed, 0xA06, SPLITS.index(self.split), i, which))
+            x = augment(x, self.config.augmentation, g)
+        return x[0].contiguous()
+
+    def _check(self, i: int) -> None:
+        if not (0 <= i < self.n):
+            raise IndexError(i)
+
+
+@register_dataset("nic-patches")
+class NICPatches(_PatchBase):
+    """Tissue patches of SynthPath slides or a folder of slides (module docstring)."""
+
+    Config = PatchesConfig
+
+    def locate(self, i: int) -> tuple[int, int, int]:
+        """``(slide, column, row)`` of item ``i`` (no pixels read)."""
+        self._check(i)
+        s, wx, wy = self._anchor_block(i)
+        cand = self._window_cells(s, wx, wy)
+        gx, gy = cand[int(self._rng(0xCE11, i).integers(len(cand)))]
+        return s, int(gx), int(gy)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, gx, gy = self.locate(i)
+        rgb, label, region = self.source.patch(s, gx, gy)
+        return {"image": self._tensor(rgb, i, 0), "label": torch.tensor(label), "region": torch.tensor(region),
+                "slide": torch.tensor(s), "cell": torch.tensor([gx, gy])}
+
+
+_OFFSETS = [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)]
+
+
+@register_dataset("nic-pairs")
+class NICPairs(_PatchBase):
+    """Same / different pairs for the contrastive (Siamese) encoder (module docstring)."""
+
+    Config = PairsConfig
+
+    def locate(self, i: int) -> tuple[int, int, int, int, int, int, int]:
+        """``(kind, s, gx, gy, s2, gx2, gy2)`` of pair ``i`` (no pixels read)."""
+        self._check(i)
+        cfg = self.config
+        rng = self._rng(0x9A1, i)
+        u = rng.random()
+        kind = 0 if u < cfg.p_same else (1 if rng.random() < cfg.p_neighbour else 2)
+        s, wx, wy = self._anchor_block(i)
+        cand = self._window_cells(s, wx, wy)
+        lookup = self.source.slides[s].index
+        if kind == 1:  # anchors with a tissue neighbour, in the window if any, else anywhere on the slide
+            def has_nb(c: np.ndarray) -> bool:
+                return any((int(c[0]) + dx, int(c[1]) + dy) in lookup for dx, dy in _OFFSETS)
+            ok = [c for c in cand if has_nb(c)] or [c for c in self.source.slides[s].cells if has_nb(c)]
+            if not ok:
+                raise InputError(f"data: slide {s} of the {self.split} split has no two neighbouring tissue cells")
+            cand = np.asarray(ok)
+        gx, gy = (int(v) for v in cand[int(rng.integers(len(cand)))])
+        if kind == 0:
+            return kind, s, gx, gy, s, gx, gy
+        if kind == 1:
+            nbs = [(gx + dx, gy + dy) for dx, dy in _OFFSETS if (gx + dx, gy + dy) in lookup]
+            gx2, gy2 = nbs[int(rng.integers(len(nbs)))]
+            return kind, s, gx, gy, s, gx2, gy2
+        if len(self.weights) > 1:
+            w = self.weights.copy()
+            w[s] = 0.0
+            s2 = int(rng.choice(len(w), p=w / w.sum()))
+            cells = self.source.slides[s2].cells
+        else:
+            s2 = s
+            cells = self.source.slides[s].cells
+            far = np.abs(cells - np.array([gx, gy])).max(axis=1) >= cfg.far_cells
+            cells = cells[far] if far.any() else cells
+        gx2, gy2 = (int(v) for v in cells[int(rng.integers(len(cells)))])
+        return kind, s, gx, gy, s2, gx2, gy2
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        kind, s, gx, gy, s2, gx2, gy2 = self.locate(i)
+        rgb, _, _ = self.source.patch(s, gx, gy)
+        rgb2 = rgb if kind == 0 else self.source.patch(s2, gx2, gy2)[0]
+        x1, x2 = self._tensor(rgb, i, 0), self._tensor(rgb2, i, 1)
+        return {"image": x1, "image2": x2, "label": torch.tensor(float(kind == 0)), "kind": torch.tensor(kind),
+                "slide": torch.tensor(s), "cell": torch.tensor([gx, gy]), "slide2": torch.tensor(s2),
+                "cell2": torch.tensor([gx2, gy2])}
+
+
+class DigitPatchesConfig(Config):
+    patch: int = Field(9, ge=4, description="P: digits down-sampled to P x P (the paper's 9)")
+    digit_source: str = "mnist-5k"
+    n: int = Field(20_000, ge=1)
+    n_eval: int = Field(2_000, ge=1)
+    p_empty: float = Field(0.0, ge=0, lt=1, description="share of empty patches (label 10)")
+    zoom: float = Field(0.1, ge=0, lt=1)
+    elastic_alpha: float = Field(0.05, ge=0)
+    augment: bool = True
+    split_seed: int = 0
+    seed: int | None = None
+
+
+@register_dataset("nic-digit-patches")
+class NICDigitPatches(Dataset):
+    """NIC's synthetic-task patches for the digit linear probe (module docstring)."""
+
+    Config = DigitPatchesConfig
+
+    def __init__(self, config: DigitPatchesConfig, *, split: str = "train", seed: int = 0) -> None:
+        import cv2
+
+        from histolatent.synth.digits import source_digits, split_indices
+
+        self.config, self.split = config, split
+        self.seed = config.seed if config.seed is not None else seed
+        imgs, labels = source_digits(config.digit_source)
+        idx = split_indices(split, config.split_seed, config.digit_source)
+        p = config.patch
+        self.digits = np.stack([cv2.resize(imgs[k], (p, p), interpolation=cv2.INTER_AREA) for k in idx]).clip(0, 1)
+        self.labels = labels[idx]
+        self.n = config.n if split == "train" else config.n_eval
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not (0 <= i < self.n):
+            raise IndexError(i)
+        cfg = self.config
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD161, i])
+        if rng.random() < cfg.p_empty:
+            return {"image": torch.zeros(1, cfg.patch, cfg.patch), "label": torch.tensor(10)}
+        k = int(rng.integers(len(self.labels)))
+        x = torch.from_numpy(self.digits[k].astype(np.float32))[None, None]
+        if cfg.augment and self.split == "train":
+            g = torch.Generator().manual_seed(_seed(self.seed, 0xA07, i))
+            x = geometric(x, g, rotate=False, zoom=cfg.zoom, elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
+        return {"image": x[0].contiguous(), "label": torch.tensor(int(self.labels[k]))}
+
+
+__all__ = ["NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]
+
