@@ -132,11 +132,33 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
     with pytest.raises(InputError, match="no such run folder"):
         compress_slide(img, tmp_path / "nothing", tmp_path / "a.zarr", tile_px=T, slide_mpp=0.5)
     (tmp_path / "enc.pt").write_bytes(b"x")
-    try:
-        import histolatent.models.torchscript  # noqa: F401
-    except ImportError:
-        with pytest.raises(InputError, match="TorchScript"):
-            resolve_encoder(tmp_path / "enc.pt")
+    with pytest.raises(InputError, match="enc.json: encoder description missing"):
+        resolve_encoder(tmp_path / "enc.pt")          # not TorchScript, and no JSON beside it
     with pytest.raises(InputError, match="encoder"):
         resolve_encoder(42)
     assert list(tmp_path.glob("*.zarr")) == []
+
+
+class _Quadrants(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(x, 8).flatten(1)
+
+
+def test_a_users_torchscript_encoder_gives_the_same_grid_as_the_module(tmp_path):
+    """A TorchScript file + its JSON (input size, mpp, normalisation) compresses like the module itself."""
+    pt = tmp_path / "quadrants.pt"
+    torch.jit.script(_Quadrants()).save(str(pt))
+    (tmp_path / "quadrants.json").write_text(json.dumps(
+        {"input_px": T, "mpp": 0.5, "code_size": 12, "normalization": {"range": [0, 1]}}))
+    h, w = 3 * T, 5 * T
+    img, tissue = _slide(h, w, seed=3), TissueMask(_mask(h, w), (w, h))
+    ours = compress_slide(img, pt, tmp_path / "ts.zarr", tile_px=T, slide_mpp=0.5, tissue=tissue)
+    ref = compress_slide(img, quadrants, tmp_path / "ref.zarr", tile_px=T, slide_mpp=0.5, tissue=tissue)
+    g_ts, m_ts, a_ts = read_slide_grid(ours)
+    g_ref, m_ref, _ = read_slide_grid(ref)
+    assert g_ts.shape == (12, 3, 5)
+    np.testing.assert_array_equal(m_ts, m_ref)
+    np.testing.assert_array_equal(g_ts, g_ref)
+    from histolatent.models.torchscript import load_torchscript_encoder
+
+    assert a_ts["weights_hash"] == load_torchscript_encoder(pt).weights_hash[:16]   # the file, not the (no) weights
