@@ -180,7 +180,7 @@ SPECS: dict[str, Any] = {
                                       [{"slide_id": "s", "status": "done"}])},
                                  {"slides": "s.svs", "encoder": "r", "out": "g"},
                                  alts={"precision": "bf16", "device": "cpu", "scheduler": "inline"}),
-    "synth cells": lambda rec: _synth("write_cells", preset="infogan", types="lymphocyte"),
+    "synth cells": lambda rec: _synth("write_cells", preset="infogan-40", types="lymphocyte"),
     "synth tiles": lambda rec: _synth("write_tiles"),
     "synth rois": lambda rec: _synth("write_rois", grades="1,2,3"),
     "synth stain-pairs": lambda rec: _synth("write_stain_pairs"),

@@ -10,7 +10,7 @@ import torch
 from histolatent.errors import InputError
 from histolatent.io.slide import ArraySlide
 from histolatent.nuclei.patches import (
-    PRESETS,
+    PATCH_PRESETS,
     NucleusPatchDataset,
     PatchSpec,
     extract_patches,
@@ -32,7 +32,7 @@ def _table(xs, ys, slide="a", polygons=None) -> pd.DataFrame:
 
 
 def test_presets_are_the_papers():
-    assert PRESETS["se2n-vae"] == PatchSpec(68, 0.25)
+    assert PATCH_PRESETS["se2n-vae"] == PatchSpec(68, 0.25)
     assert patch_spec("infogan-40").size_px == 40
     assert patch_spec("se2n-vae", size_px=64).mpp == 0.25
     with pytest.raises(InputError, match="preset"):

@@ -54,7 +54,7 @@ def test_cli_cells_and_digits_write_manifests(tmp_path):
     from histolatent.cli.synth import app
 
     runner = CliRunner()
-    r = runner.invoke(app, ["cells", "--out", str(tmp_path / "c"), "--n", "5", "--preset", "infogan", "--rotate",
+    r = runner.invoke(app, ["cells", "--out", str(tmp_path / "c"), "--n", "5", "--preset", "infogan-40", "--rotate",
                             "--masks"])
     assert r.exit_code == 0, r.output
     table = pd.read_parquet(tmp_path / "c" / "manifest.parquet")

@@ -60,7 +60,7 @@ def test_same_seed_same_bytes_and_another_seed_other_bytes(kind, tmp_path):
 
 def test_cell_chunks_do_not_change_the_patches(tmp_path, monkeypatch):
     monkeypatch.setattr(writers, "CELL_CHUNK", 2)
-    out = write_cells(tmp_path / "c", n=5, preset="infogan", size_px=24, types=["lymphocyte"], seed=3)
+    out = write_cells(tmp_path / "c", n=5, preset="infogan-40", size_px=24, types=["lymphocyte"], seed=3)
     images, table = cell_patches(5, 24, 0.5, 3, types=["lymphocyte"])
     np.testing.assert_array_equal(np.load(out / "images.npy"), images)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "manifest.parquet"), table.reset_index(drop=True))

@@ -29,7 +29,7 @@ def _done(folder: Path, n: int, what: str) -> None:
 
 @app.command("cells")
 def cells(out: Path = _OUT, n: int = typer.Option(1000, help="Number of patches."),
-          preset: str = typer.Option("se2n", help="Size/mpp preset: se2n (68 px @ 0.25) or infogan (40 px @ 0.5)."),
+          preset: str = typer.Option("se2n-vae", help="Size/mpp preset: se2n-vae (68 px @ 0.25) or infogan-40 (40 px @ 0.5)."),
           size: int = typer.Option(None, help="Patch side in px (overrides the preset)."),
           mpp: float = typer.Option(None, help="µm per pixel (overrides the preset)."),
           rotate: bool = typer.Option(False, "--rotate/--no-rotate", help="Uniform random rotation."),

@@ -28,6 +28,7 @@ torch.Size([1, 3, 4, 5])
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +38,8 @@ from histolatent.errors import InputError
 if TYPE_CHECKING:  # torch is imported only by the functions that return tensors
     import torch
 
-__all__ = ["MPP_RANGE", "check_mpp", "rgb8_from_any", "rgb8_from_tensor", "tensor_from_rgb8"]
+__all__ = ["MPP_RANGE", "PATCH_PRESETS", "PatchSpec", "check_mpp", "patch_spec", "rgb8_from_any", "rgb8_from_tensor",
+           "tensor_from_rgb8"]
 
 #: The one valid range of a physical scale, in µm per pixel: from 0.01 (beyond any optical
 #: scanner) to 1,000 (a slide grid of 2,000-px tiles at 0.5 µm/px). Anything outside it is a
@@ -74,6 +76,50 @@ def check_mpp(mpp: Any, *, name: str = "mpp", optional: bool = False) -> float |
     if not (math.isfinite(value) and lo <= value <= hi):
         raise InputError(f"{name}: expected {lo:g} to {hi:g} µm per pixel, got {mpp!r}")
     return value
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """Patch geometry: ``size_px`` square pixels of ``mpp`` µm (field of view ``size_px * mpp`` µm)."""
+
+    size_px: int
+    mpp: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size_px, bool) or int(self.size_px) < 1:
+            raise InputError(f"size_px: expected >= 1, got {self.size_px}")
+        object.__setattr__(self, "size_px", int(self.size_px))
+        object.__setattr__(self, "mpp", check_mpp(self.mpp))
+
+    @property
+    def field_um(self) -> float:
+        return self.size_px * self.mpp
+
+
+#: The one table of named patch geometries (SynthPath cells and patches read from slides).
+PATCH_PRESETS: dict[str, PatchSpec] = {
+    # paper 0 (SE(2,N)-VAE, TUPAC-ROI / CRCHP): 68 x 68 px at ~0.25 µm/px, 17 µm across
+    "se2n-vae": PatchSpec(68, 0.25),
+    # Yuan & Suh 2018 §2.3 (paper 4's InfoGAN): 40 x 40 crops of nuclei from 40x images; a
+    # 20 µm field at 0.5 µm/px holds the largest nuclei whole
+    "infogan-40": PatchSpec(40, 0.5),
+}
+
+
+def patch_spec(preset: str | None = None, *, size_px: int | None = None, mpp: float | None = None) -> PatchSpec:
+    """A :class:`PatchSpec` from a preset name and/or explicit ``size_px`` / ``mpp`` (which win).
+
+    >>> patch_spec("infogan-40", mpp=0.25)
+    PatchSpec(size_px=40, mpp=0.25)
+    """
+    if preset is not None:
+        if preset not in PATCH_PRESETS:
+            raise InputError(f"preset: unknown patch preset {preset!r}; known: {sorted(PATCH_PRESETS)}")
+        base = PATCH_PRESETS[preset]
+        return PatchSpec(size_px if size_px is not None else base.size_px, mpp if mpp is not None else base.mpp)
+    if size_px is None or mpp is None:
+        raise InputError("patch geometry: give a preset, or both size_px and mpp")
+    return PatchSpec(size_px, mpp)
 
 
 def rgb8_from_any(image: Any, *, name: str = "image", batch: bool = False) -> np.ndarray:

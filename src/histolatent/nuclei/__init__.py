@@ -54,7 +54,7 @@ _EXPORTS = {
     "crofton_perimeters": "morphometrics",
     "outline_polygon": "morphometrics",
     "MORPHOMETRIC_COLUMNS": "morphometrics",
-    "PRESETS": "patches",
+    "PATCH_PRESETS": "patches",
     "PatchSpec": "patches",
     "patch_spec": "patches",
     "extract_patch": "patches",

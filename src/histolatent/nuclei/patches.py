@@ -2,7 +2,7 @@
 
 Paper 0 (the SE(2,N)-VAE) trains on 68x68 px patches at about 0.25 µm/px centred on the
 centre of mass of each segmented nucleus; Yuan & Suh (2018, §2.3) crop segmented nuclei to
-40x40 px for their InfoGAN. Both are presets (:data:`PRESETS`); any size and mpp can be
+40x40 px for their InfoGAN. Both are presets (:data:`~histolatent.io.image.PATCH_PRESETS`); any size and mpp can be
 asked for.
 
 - :func:`extract_patch` / :func:`extract_patches`: patches around given centres of one slide
@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,48 +33,8 @@ import pandas as pd
 from torch.utils.data import Dataset
 
 from histolatent.errors import InputError
+from histolatent.io.image import PATCH_PRESETS, PatchSpec, patch_spec  # noqa: F401 (the nuclei API names them too)
 from histolatent.nuclei._progress import progress_bar
-from histolatent.nuclei.detect import check_mpp
-
-
-@dataclass(frozen=True)
-class PatchSpec:
-    """Patch geometry: ``size_px`` square pixels of ``mpp`` µm (field of view ``size_px * mpp`` µm)."""
-
-    size_px: int
-    mpp: float
-
-    def __post_init__(self) -> None:
-        if int(self.size_px) < 1:
-            raise InputError(f"size_px: expected >= 1, got {self.size_px}")
-        object.__setattr__(self, "size_px", int(self.size_px))
-        object.__setattr__(self, "mpp", check_mpp(self.mpp))
-
-    @property
-    def field_um(self) -> float:
-        return self.size_px * self.mpp
-
-
-#: Named patch geometries of the papers.
-PRESETS: dict[str, PatchSpec] = {
-    # paper 0 (SE(2,N)-VAE, TUPAC-ROI / CRCHP): 68x68 px at ~0.25 µm/px, 17 µm across
-    "se2n-vae": PatchSpec(68, 0.25),
-    # Yuan & Suh 2018 §2.3: 40x40 crops of segmented nuclei (40x breast images); a 20 µm
-    # field at 0.5 µm/px holds the largest nuclei whole
-    "infogan-40": PatchSpec(40, 0.5),
-}
-
-
-def patch_spec(preset: str | None = None, *, size_px: int | None = None, mpp: float | None = None) -> PatchSpec:
-    """A :class:`PatchSpec` from a preset name and/or explicit ``size_px`` / ``mpp`` (which win)."""
-    if preset is not None:
-        if preset not in PRESETS:
-            raise InputError(f"preset: unknown patch preset {preset!r}; known: {sorted(PRESETS)}")
-        base = PRESETS[preset]
-        return PatchSpec(size_px if size_px is not None else base.size_px, mpp if mpp is not None else base.mpp)
-    if size_px is None or mpp is None:
-        raise InputError("patch geometry: give a preset, or both size_px and mpp")
-    return PatchSpec(size_px, mpp)
 
 
 def _open(source: Any, mpp: float | None):
@@ -235,7 +194,7 @@ class NucleusPatchDataset(Dataset):
     slides : mapping
         ``slide_id`` -> slide path, :class:`~histolatent.io.slide.Slide` or image array.
     spec : PatchSpec or str
-        Patch geometry or a preset name (:data:`PRESETS`).
+        Patch geometry or a preset name (:data:`~histolatent.io.image.PATCH_PRESETS`).
     edge : {"pad", "reflect", "skip"}
         Edge handling; "skip" drops the nuclei whose patch leaves their slide (decided
         here, once).

@@ -18,7 +18,7 @@ Main entry points
 - :func:`realism_table`, :func:`realism_figure` (in :mod:`histolatent.synth.figures`)
 """
 
-from histolatent.synth.cells import PATCH_PRESETS, RoiSet, cell_patches, roi_set
+from histolatent.synth.cells import RoiSet, cell_patches, roi_set
 from histolatent.synth.digits import multi_digit_canvas, rotated_digits, split_indices
 from histolatent.synth.nic import NicImage, nic_image, nic_slide
 from histolatent.synth.render import (
@@ -67,7 +67,7 @@ def realism_figure(out_path, **kwargs):
 
 
 __all__ = [
-    "CLEAN", "PATCH_PRESETS", "PRESETS", "REFERENCE_MATRIX", "REGIONS", "TYPES", "TYPE_IDS", "Blob", "Lesion",
+    "CLEAN", "PRESETS", "REFERENCE_MATRIX", "REGIONS", "TYPES", "TYPE_IDS", "Blob", "Lesion",
     "NicImage", "RoiSet", "Scanner", "SlideTruth", "Stain", "StainPair", "SynthTile", "TissueSpec", "World",
     "cell_patches", "clean_rgb", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
     "realism_table", "render_region", "render_tile", "rerender", "roi_set", "rotated_digits", "site_scanner",

@@ -30,12 +30,6 @@ from histolatent.synth.render import _check_mpp, render_region, render_tile
 from histolatent.synth.stain import Scanner, Stain, as_scanner, rgb_from_concentrations, site_stain
 from histolatent.synth.tissue import PRESETS, TYPE_IDS, TYPES, TissueSpec, World, as_tissue
 
-#: Patch presets: (size_px, mpp). ``se2n``: 68 x 68 at 0.25 µm/px (papers/se2n-vae...);
-#: ``infogan``: 40 x 40 at 0.5 µm/px (papers/stain-normalization_infogan-nuclei.txt crops
-#: nuclei from 40x images and resizes them to 40 x 40 px; 20 µm fields hold a large
-#: epithelial nucleus and a little context).
-PATCH_PRESETS = {"se2n": (68, 0.25), "infogan": (40, 0.5)}
-
 #: The tissue each nucleus type is drawn in.
 _CONTEXT = {"epithelial": "tumour", "mitosis": "tumour", "lymphocyte": "lymphoid", "fibroblast": "stroma"}
 _SEARCH_UM = 140.0
@@ -169,7 +163,7 @@ def cell_patches(n: int, size_px: int = 68, mpp: float = 0.25, seed: int = 0, *,
     n : int
         Number of patches.
     size_px : int
-        Patch side (px); presets in :data:`PATCH_PRESETS` (68 @ 0.25 µm/px, 40 @ 0.5 µm/px).
+        Patch side (px); presets in :data:`histolatent.io.image.PATCH_PRESETS` (68 @ 0.25 µm/px, 40 @ 0.5 µm/px).
     mpp : float
         Microns per pixel.
     seed : int
@@ -363,4 +357,4 @@ def roi_set(n_rois: int, grades: Sequence[float] | dict[int, float] = (1 / 3, 1 
     return RoiSet(rois=rois, cells=cells, patches=arr)
 
 
-__all__ = ["PATCH_PRESETS", "RoiSet", "cell_patches", "roi_set"]
+__all__ = ["RoiSet", "cell_patches", "roi_set"]

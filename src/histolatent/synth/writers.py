@@ -66,7 +66,7 @@ def _count(n: Any, name: str = "n") -> int:
     return int(n)
 
 
-def write_cells(out: str | os.PathLike, *, n: int = 1000, preset: str = "se2n", size_px: int | None = None,
+def write_cells(out: str | os.PathLike, *, n: int = 1000, preset: str = "se2n-vae", size_px: int | None = None,
                 mpp: float | None = None, rotate: bool = False, translate_px: float = 0.0, neighbours: bool = True,
                 types: Sequence[str] = ("epithelial", "lymphocyte", "fibroblast"), stain_jitter: float = 0.0,
                 sites: int = 4, grade: int | None = None, masks: bool = False, seed: int = 0,
@@ -79,9 +79,9 @@ def write_cells(out: str | os.PathLike, *, n: int = 1000, preset: str = "se2n", 
         Output folder (must not exist unless ``overwrite``).
     n : int
         Number of patches.
-    preset : {"se2n", "infogan"}
+    preset : {"se2n-vae", "infogan-40"}
         Size and scale: 68 px at 0.25 µm/px or 40 px at 0.5 µm/px
-        (:data:`~histolatent.synth.cells.PATCH_PRESETS`).
+        (:data:`~histolatent.io.image.PATCH_PRESETS`).
     size_px, mpp : int, float, optional
         Patch side (px) and µm per pixel, overriding the preset.
     rotate : bool
@@ -115,17 +115,16 @@ def write_cells(out: str | os.PathLike, *, n: int = 1000, preset: str = "se2n", 
     >>> import tempfile
     >>> import numpy as np
     >>> from histolatent.synth import write_cells
-    >>> out = write_cells(tempfile.mkdtemp(), n=3, preset="infogan", rotate=True, seed=1)
+    >>> out = write_cells(tempfile.mkdtemp(), n=3, preset="infogan-40", rotate=True, seed=1)
     >>> np.load(out / "images.npy").shape
     (3, 40, 40, 3)
     """
-    from histolatent.synth.cells import PATCH_PRESETS, cell_patches
+    from histolatent.io.image import patch_spec
+    from histolatent.synth.cells import cell_patches
 
     n = _count(n)
-    if preset not in PATCH_PRESETS:
-        raise InputError(f"preset: expected one of {sorted(PATCH_PRESETS)}, got {preset!r}")
-    size = PATCH_PRESETS[preset][0] if size_px is None else int(size_px)
-    mpp = check_mpp(PATCH_PRESETS[preset][1] if mpp is None else mpp)
+    spec = patch_spec(preset, size_px=size_px, mpp=mpp)
+    size, mpp = spec.size_px, spec.mpp
     type_list = list(types)
     rot = "uniform" if rotate else None
     params = dict(n=n, size_px=size, mpp=mpp, rotate=rot, translate_px=translate_px, neighbours=neighbours,
