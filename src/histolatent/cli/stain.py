@@ -45,9 +45,9 @@ def _params(sets: list[str]) -> dict:
 
 
 def _register_neural(method: str) -> None:
-    """The neural normaliser lives in models/ and registers itself when that is imported."""
+    """The neural normaliser lives in train/ and registers itself when that is imported."""
     if method == "colorizer":
-        import histolatent.models.colorizer  # noqa: F401
+        import histolatent.train  # noqa: F401
 
 
 def _normalizer(method: str, params: dict):
