@@ -26,6 +26,7 @@ import pandas as pd
 from histolatent.errors import InputError
 from histolatent.io.atomic import write_text_atomic
 from histolatent.nuclei.pipeline import cells_from_slide, default_slide_id, slide_summary
+from histolatent.progress import progress as track
 
 #: File suffixes treated as slides or ROI images when a folder is given.
 INPUT_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide",
@@ -180,11 +181,10 @@ def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, 
     try:
         futures = [client.submit(process_slide, str(f), str(out_dir), slide_id=i, key=f"nuclei-{i}-{time.time_ns()}",
                                  pure=False, **kw) for f, i in zip(files, ids, strict=True)]
-        bar = _bar(progress, len(futures))
-        for fut in as_completed(futures):
-            rows.append(fut.result())
-            bar(1)
-        bar(0, done=True)
+        with track(len(futures), "slides", unit="slides", enabled=None if progress else False) as bar:
+            for fut in as_completed(futures):
+                rows.append(fut.result())
+                bar.advance(1)
     finally:
         client.close()
         if cluster is not None:
@@ -193,12 +193,6 @@ def run_cohort(inputs: str | os.PathLike | list, out_dir: str | os.PathLike, *, 
     write_text_atomic(out_dir / "summary.csv", summary.drop(columns=[c for c in ("traceback",) if c in summary])
                       .to_csv(index=False))
     return summary
-
-
-def _bar(enabled: bool, total: int):
-    from histolatent.nuclei._progress import progress_bar
-
-    return progress_bar(enabled, total, "slides")
 
 
 def cohort_tables(out_dir: str | os.PathLike) -> pd.DataFrame:
