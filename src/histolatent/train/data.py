@@ -76,8 +76,8 @@ class ArrayDataset(Dataset):
     ``uint8``/``uint16``/``bool`` images ``(N, H, W, C)`` (or ``(N, H, W)`` grey) are kept as
     uint8 RGB and each item becomes a ``(3, H, W)`` float32 tensor in [0, 1]; a float array or
     tensor is taken as model input ``(N, C, H, W)`` as it is (cast to float32). Every other key
-    is converted with ``torch.as_tensor`` once. No array is copied where it need not be, and
-    none is modified.
+    is converted with ``torch.as_tensor`` once. Tensors are kept on the CPU (the engine moves
+    each batch to the device). No array is copied where it need not be, and none is modified.
     """
 
     def __init__(self, arrays: Mapping[str, Any], *, name: str = "data") -> None:
@@ -91,14 +91,14 @@ class ArrayDataset(Dataset):
         for key, value in arrays.items():
             where = f"{name}[{key!r}]"
             if key == "image" and _dtype_kind(value) in "uib":
-                arr = rgb8_from_any(value.numpy() if isinstance(value, torch.Tensor) else value, name=where,
+                arr = rgb8_from_any(value.cpu().numpy() if isinstance(value, torch.Tensor) else value, name=where,
                                     batch=True)
                 if arr.ndim != 4:
                     raise InputError(f"{where}: expected a stack of images (N, H, W, C), got shape {np.shape(value)}")
                 self.fields[key], self._rgb8 = arr, True
             else:
                 try:
-                    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+                    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value).cpu()
                 except (TypeError, ValueError, RuntimeError) as err:
                     raise InputError(f"{where}: cannot be made a tensor ({err})") from None
                 if key == "image":
