@@ -272,6 +272,9 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, data
                     terms = model.training_step(batch, optimizers, step)
                 values = _floats(terms)  # reading the terms waits for the device: compute time is honest
                 _check_finite(values, optimizers.nonfinite, step, last_ckpt)
+                if world > 1 and t.max_seconds is not None:  # every rank stops (and anneals) on rank 0's clock
+                    clock.shared = None
+                    clock.shared = fabric.broadcast(clock(), src=0)
                 for s in schedulers.values():
                     if not plateau:
                         s.step()
@@ -285,9 +288,6 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, data
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_sum += 1
-                if world > 1 and (t.max_seconds is not None):
-                    clock.shared = None
-                    clock.shared = fabric.broadcast(clock(), src=0)  # every rank stops (and anneals) alike
                 over_time = t.max_seconds is not None and clock() >= t.max_seconds
                 stop = over_time or done == t.steps
                 share = timing["data_s"] / max(timing["data_s"] + timing["compute_s"], 1e-12)
