@@ -1,4 +1,4 @@
-"""Engine overhead and bf16 speed-up, measured side by side in one run.
+"""Engine overhead, bf16 speed-up, and whether data keep up with the model at every shipped config.
 
 - ``engine_overhead_pct``: steps/s of the reference autoencoder through ``histolatent.train.fit``
   (progress, metrics logging, NaN checks, per-step seeding, resumable sampler) vs a bare
@@ -6,12 +6,21 @@
   interleaved and the median of the repeats is used, so load from other processes hits
   both alike.
 - ``bf16_speedup``: engine steps/s with precision bf16-mixed vs 32-true.
-Both time the training loop only (from the first to the last step), not start-up.
+  Both time the training loop only (from the first to the last step), not start-up.
+- ``data_fraction_<config>``: for every training config in ``configs/``, run as shipped
+  (its model, dataset, batch size, precision and workers) for a few steps, the time the
+  loop waited for its batch as a fraction of step time (wait + the model's step), as the
+  engine records it in ``model.json`` (``timing``); every step counts, the first (loader
+  start-up) included. Target: <= 0.10 each. ``details.data`` also has the seconds outside
+  the steps (dataset construction and pre-rendering, run folder, figure) and their share of
+  the shipped run's length.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -23,11 +32,14 @@ import torch.nn.functional as F
 from histolatent.bench import save_result
 from histolatent.datasets import create_dataset
 from histolatent.models import create_model
-from histolatent.train import RunConfig, fit
+from histolatent.train import RunConfig, fit, load_run_config
 
 MODEL = {"name": "autoencoder", "image_size": 32, "channels": [32, 64, 128], "latent_dim": 16}
 DATA = {"name": "digits", "size": 32}
 BATCH = 64
+#: the training configs shipped with histolatent
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DATA_TARGET = 0.10
 
 
 def bare_loop_steps_per_s(steps: int, seed: int = 0) -> float:
@@ -67,7 +79,48 @@ def engine_steps_per_s(steps: int, precision: str, out: Path) -> float:
     return (int(rows[-1]["step"]) - int(rows[0]["step"])) / (last - first)
 
 
+def data_time(config: Path, steps: int, out: Path) -> dict:
+    """Run ``config`` as shipped for ``steps`` steps; the engine's record of data wait vs step time."""
+    shipped = load_run_config(config)
+    t0 = time.perf_counter()
+    run = fit(config, out=out, overrides=[f"train.steps={steps}", "train.val_every=0", "train.checkpoint_every=0",
+                                          f"train.log_every={steps}", "train.progress=false",
+                                          "train.early_stopping=null", "train.max_seconds=null"])
+    wall = time.perf_counter() - t0
+    timing = json.loads((run / "model.json").read_text())["timing"]
+    in_steps = timing["data_s"] + timing["compute_s"]
+    step_s = in_steps / timing["steps"]
+    outside = wall - in_steps
+    return {"steps": timing["steps"], "data_fraction": timing["data_fraction"],
+            "data_s_per_step": timing["data_s_per_step"], "compute_s_per_step": timing["compute_s_per_step"],
+            "first_data_s": timing["first_data_s"], "outside_steps_s": outside,
+            "outside_share_of_shipped_run": outside / (outside + shipped.train.steps * step_s),
+            "shipped_steps": shipped.train.steps, "batch_size": shipped.train.batch_size,
+            "num_workers": shipped.train.num_workers, "precision": shipped.train.precision,
+            "dataset": shipped.data["name"], "model": shipped.model["name"]}
+
+
+def data_section(steps: int, names: list[str] | None = None) -> tuple[dict, dict]:
+    """data_fraction_<config> for every shipped config (or those named), default torch threads."""
+    found = sorted(CONFIGS.glob("*.yaml"))
+    configs = [c for c in found if names is None or c.stem in names]
+    per: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in configs:
+            r = per[c.stem] = data_time(c, steps, Path(tmp) / c.stem)
+            step_s = r["data_s_per_step"] + r["compute_s_per_step"]
+            print(f"{c.stem}: data {100 * r['data_fraction']:.1f} % of step time "
+                  f"({r['data_s_per_step']:.3f} s of {step_s:.3f} s per step)", flush=True)
+    figures = {f"data_fraction_{k.replace('-', '_')}": round(v["data_fraction"], 4) for k, v in per.items()}
+    if per:
+        figures["data_fraction_max"] = round(max(v["data_fraction"] for v in per.values()), 4)
+        figures["data_fractions_within_target"] = all(v["data_fraction"] <= DATA_TARGET for v in per.values())
+    return figures, {"per_config": per, "steps": steps, "configs": [c.name for c in configs],
+                     "torch_threads": torch.get_num_threads()}
+
+
 def main(quick: bool = False, threads: int = 1) -> dict:
+    default_threads = torch.get_num_threads()
     # One thread on both sides: on a shared 2-core machine a second OpenMP thread spin-waits
     # for a core and makes timings swing 10x; the ratio is what this benchmark is about.
     torch.set_num_threads(threads)
@@ -79,6 +132,11 @@ def main(quick: bool = False, threads: int = 1) -> dict:
             bare.append(bare_loop_steps_per_s(steps))
             eng.append(engine_steps_per_s(steps, "32-true", Path(tmp) / f"fp32-{r}"))
             bf16.append(engine_steps_per_s(steps, "bf16-mixed", Path(tmp) / f"bf16-{r}"))
+    # data vs model: the configs as a user runs them, with torch's default threads
+    torch.set_num_threads(default_threads)
+    data_steps = int(os.environ.get("HISTOLATENT_ENGINE_DATA_STEPS", 3 if quick else 12))
+    only = os.environ.get("HISTOLATENT_ENGINE_CONFIGS")  # e.g. "se2n-vae,vae": a subset
+    data_figures, data_details = data_section(data_steps, only.split(",") if only else None)
     b, e, h = statistics.median(bare), statistics.median(eng), statistics.median(bf16)
     figures = {
         "engine_overhead_pct": round(100.0 * (b / e - 1.0), 2),
@@ -86,14 +144,18 @@ def main(quick: bool = False, threads: int = 1) -> dict:
         "bare_steps_per_s": round(b, 2),
         "engine_fp32_steps_per_s": round(e, 2),
         "engine_bf16_steps_per_s": round(h, 2),
+        **data_figures,
     }
     notes = (f"Reference autoencoder (channels 32-64-128, 32x32 digits, batch {BATCH}), {steps} steps x "
              f"{repeats} interleaved repeats, medians, torch threads {threads}. Engine runs log every step "
-             "(worst case) with the progress bar on. Overhead = bare/engine - 1.")
+             "(worst case) with the progress bar on. Overhead = bare/engine - 1. Data fractions: each shipped "
+             f"config for {data_steps} steps as shipped (workers, precision, batch), torch threads "
+             f"{default_threads}; wait for the batch / (wait + model step), first step included; target <= "
+             f"{DATA_TARGET}.")
     if not quick:
         save_result("engine", figures, details={"bare": bare, "engine_fp32": eng, "engine_bf16": bf16,
                                                 "steps": steps, "repeats": repeats, "batch_size": BATCH,
-                                                "torch_threads": threads},
+                                                "torch_threads": threads, "data": data_details},
                     notes=notes)
     return figures
 

@@ -62,15 +62,18 @@ def _finite_run(run: Path) -> bool:
     return bool(np.isfinite(vals).all())
 
 
-def _infogan_seed(seed: int, steps: int, out: Path, test) -> tuple[dict, Path, float]:
+def _infogan_seed(seed: int, steps: int, out: Path, test, *, data: dict | None = None,
+                  batch: int = BATCH) -> tuple[dict, Path, float]:
+    """Train one seed through the engine on the registered ``synth-nuclei-crops`` (``data``,
+    default :data:`DATA`) and score it on the held-out ``test`` split."""
     from histolatent.embed import classify_images
     from histolatent.metrics.classification import classification_report
     from histolatent.train import RunConfig, fit, load_model
 
-    cfg = RunConfig(model=MODEL, data=DATA, train={"steps": steps, "batch_size": BATCH, "seed": seed,
-                                                   "precision": PRECISION, "log_every": 10, "progress": False,
-                                                   "scheduler": {"name": "cosine"},
-                                                   "checkpoint_every": max(1, steps // 5), "keep_checkpoints": 6})
+    train = {"steps": steps, "batch_size": batch, "seed": seed, "precision": PRECISION, "log_every": 10,
+             "progress": False, "scheduler": {"name": "cosine"}, "checkpoint_every": max(1, steps // 5),
+             "keep_checkpoints": 6}
+    cfg = RunConfig(model=MODEL, data=data or DATA, train=train)
     t0 = time.perf_counter()
     run = fit(cfg, out=out / f"infogan-seed{seed}")
     seconds = time.perf_counter() - t0

@@ -16,7 +16,8 @@ Probes: logistic regression, L2 tuned on the validation split, the training spli
 (stratified bootstrap) 10 times, mAUC (one-vs-rest, macro) on the held-out test split:
 mean ± SD. Both VAEs are trained once (the paper also re-trained them per resample; not
 affordable here) with the paper's objective (Eq. 5 / Eq. 1 + Eq. 6, gamma = 0.01, Adam(W) for
-the VAE, SGD + momentum for the discriminator, alternating), bf16 autocast, a plain loop.
+the VAE, SGD + momentum for the discriminator, alternating), bf16 autocast, through the
+engine (``histolatent.train.fit`` on the patches held in memory).
 Also measured: group-conv equivariance errors (90°: exact, 45°: interpolation), the trained
 model's guarantees, training throughput fp32 vs bf16 side by side. Figures (Fig. 2 rows,
 Fig. 3 grid, reconstructions) go to ``benchmarks/results/se2n_vae/``.
@@ -28,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from histolatent.downstream.aggregation import aggregate_rois
 from histolatent.downstream.probes import probe_representations
 from histolatent.embed import encode_images
 from histolatent.embed.columns import table_from_parts
+from histolatent.io.image import tensor_from_rgb8
 from histolatent.models import PlainOptimizers, create_model
 from histolatent.nn.groupconv import (
     GroupConv2d,
@@ -49,6 +52,7 @@ from histolatent.nn.groupconv import (
     rotate_image,
 )
 from histolatent.synth.cells import cell_patches, roi_set
+from histolatent.train import fit, load_model, read_metrics
 
 PATCH_PX, MPP = 68, 0.25
 CELL_TYPES = ("epithelial", "lymphocyte", "fibroblast", "mitosis")
@@ -65,6 +69,7 @@ MODELS = {
     "se2n-vae": {"latent_dim": 32, "n_rotations": 8, "decoder_channels": [8, 8, 8, 8]},
 }
 SEED = 0
+_NOT_TERMS = ("step", "split", "elapsed_s", "lr")
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -120,39 +125,23 @@ def make_data(s: dict) -> dict:
 
 # -- training ---------------------------------------------------------------------------------
 def _batch(images: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float().div(255.0)
+    return tensor_from_rgb8(images[idx])
 
 
 def train_model(name: str, images: np.ndarray, steps: int, batch: int, seed: int = SEED,
                 precision: str = "bf16") -> tuple[torch.nn.Module, dict]:
-    """Plain loop (the engine needs a registered dataset); epochs of a seeded permutation."""
-    torch.manual_seed(seed)
-    model = create_model(name, **MODELS[name])
-    opts = PlainOptimizers(model.configure_optimizers())
-    rng = np.random.default_rng(seed)
-    order = np.empty(0, dtype=np.int64)
-    log, window = [], {}
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(steps):
-        if len(order) < batch:
-            order = np.concatenate([order, rng.permutation(len(images))])
-        idx, order = order[:batch], order[batch:]
-        torch.manual_seed(seed * 100_003 + step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            terms = model.training_step({"image": _batch(images, idx)}, opts, step)
-        for k, v in terms.items():
-            v = float(v)
-            if not math.isfinite(v):
-                raise RuntimeError(f"{name}: non-finite {k} at step {step}")
-            window[k] = window.get(k, 0.0) + v
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            n = 50 if (step + 1) % 50 == 0 else (step + 1) % 50
-            log.append({"step": step + 1, **{k: v / n for k, v in window.items()}})
-            window = {}
-    wall = time.perf_counter() - t0
-    model.eval()
-    return model, {"steps": steps, "batch": batch, "wall_s": wall, "images_seen": steps * batch, "log": log}
+    """Train through the engine on the in-memory patches (epochs of a seeded permutation)."""
+    cfg = {"model": {"name": name, **MODELS[name]},
+           "train": {"steps": steps, "batch_size": batch, "seed": seed, "log_every": min(50, steps),
+                     "precision": "bf16-mixed" if precision == "bf16" else "32-true", "progress": False}}
+    with tempfile.TemporaryDirectory() as tmp:
+        run = fit(cfg, data=images, out=Path(tmp) / name)
+        model = load_model(run)
+        meta = json.loads((run / "model.json").read_text())
+        log = [{"step": int(r["step"]), **{k: float(v) for k, v in r.items() if k not in _NOT_TERMS and v}}
+               for r in read_metrics(run) if r["split"] == "train"]
+    return model, {"steps": meta["step"], "batch": batch, "wall_s": meta["elapsed_s"],
+                   "images_seen": meta["step"] * batch, "log": log, "data_fraction": meta["timing"]["data_fraction"]}
 
 
 @torch.no_grad()
@@ -362,7 +351,7 @@ def main(quick: bool = False) -> dict:
     notes = (
         f"SynthPath, {PATCH_PX}x{PATCH_PX} px patches at {MPP} µm/px (paper 0's size), uniform random rotation; "
         f"grade task: {CELLS_PER_ROI} epithelial cells per ROI. Both VAEs trained once "
-        f"({s['steps']['vae']} / {s['steps']['se2n-vae']} steps of batch {s['batch']}, bf16 autocast, plain loop) "
+        f"({s['steps']['vae']} / {s['steps']['se2n-vae']} steps of batch {s['batch']}, bf16 autocast, through the engine) "
         f"on {len(data['train'])} unlabelled patches; probes: logistic L2 tuned on val, 10 stratified bootstrap "
         f"resamples of the training split, mAUC on the held-out test split (mean ± SD). SE(2,8)-VAE with C8 = 8 "
         f"instead of 32 (CPU budget). Training took {figures['train_seconds_total']:.0f} s with {threads} torch "

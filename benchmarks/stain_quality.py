@@ -33,7 +33,6 @@ from histolatent import samples
 from histolatent.bench import results_dir, save_result
 from histolatent.io.slide import open_slide
 from histolatent.metrics.stain import stain_metrics
-from histolatent.models.colorizer import ColorizationNormalizer
 from histolatent.stain import (
     MacenkoNormalizer,
     ReinhardNormalizer,
@@ -41,6 +40,7 @@ from histolatent.stain import (
     tissue_pixel_mask,
 )
 from histolatent.synth.render import stain_pairs
+from histolatent.train.colorizer import ColorizationNormalizer
 from histolatent.viz.stain import stain_comparison_figure
 
 METRICS = ("psnr", "ssim", "hist_correlation", "hellinger", "euclidean")

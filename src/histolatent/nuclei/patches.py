@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from histolatent.errors import InputError
 from histolatent.io.image import PATCH_PRESETS, PatchSpec, patch_spec  # noqa: F401 (the nuclei API names them too)
-from histolatent.nuclei._progress import progress_bar
+from histolatent.progress import progress as track
 
 
 def _open(source: Any, mpp: float | None):
@@ -323,14 +323,13 @@ def write_patch_store(dataset: NucleusPatchDataset, path: str | os.PathLike, *, 
                                 dtype="uint8")
         arr.attrs.update({"mpp": dataset.spec.mpp, "size_px": s, "edge": dataset.edge, "mask": dataset.mask,
                           "layout": "NHWC", "channels": ["R", "G", "B"] + (["mask"] if dataset.mask else [])})
-        bar = progress_bar(progress, n, "patches")
-        for lo in range(0, n, chunk):
-            hi = min(n, lo + chunk)
-            block = np.stack([(dataset[i]["image"].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-                              for i in range(lo, hi)])
-            arr[lo:hi] = block
-            bar(hi - lo)
-        bar(0, done=True)
+        with track(n, "patches", enabled=None if progress else False, transient=True) as bar:
+            for lo in range(0, n, chunk):
+                hi = min(n, lo + chunk)
+                block = np.stack([(dataset[i]["image"].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+                                  for i in range(lo, hi)])
+                arr[lo:hi] = block
+                bar.advance(hi - lo)
         cells = dataset.cells.iloc[dataset.rows].reset_index(drop=True)
         if {"mpp", "x_um", "y_um"} <= set(cells.columns):
             write_cell_table(cells, tmp / "cells.parquet", metadata={"patch_store": True})

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from histolatent.errors import InputError
-from histolatent.nuclei._progress import progress_bar
 from histolatent.nuclei.detect import check_mpp, detect_log
 from histolatent.nuclei.haematoxylin import haematoxylin_from_rgb
 from histolatent.nuclei.morphometrics import measure_nuclei
+from histolatent.progress import progress as track
 
 METHODS = ("log", "watershed", "unet")
 
@@ -187,26 +187,26 @@ def cells_from_slide(source: Any, *, method: str = "watershed", model: Any = Non
             origins = _tissue_tiles(slide, origins, f, core, min_tissue)
         if isinstance(stain_matrix, str) and stain_matrix == "slide":
             stain_matrix = _slide_stain_matrix(slide)
-        bar = progress_bar(progress, len(origins), f"nuclei {slide_id}")
-        parts = []
-        for ty, tx in origins:
-            win = slide.read((tx - m) * f, (ty - m) * f, core + 2 * m, core + 2 * m,
-                             mpp=None if abs(f - 1) < 1e-9 else proc_mpp)
-            t = _cells_in_window(win, mpp=proc_mpp, method=method, model=model, polygons=polygons, options=options,
-                                 stain_matrix=stain_matrix)
-            if len(t):
-                keep = ((t["x"] >= m - 0.5) & (t["x"] < m + core - 0.5) & (t["y"] >= m - 0.5)
-                        & (t["y"] < m + core - 0.5) & (t["x"] + tx - m < wp) & (t["y"] + ty - m < hp))
-                t = t[keep.to_numpy()].copy()
-                ox, oy = tx - m, ty - m
-                # processing px (pixel centres) -> level-0 px (pixel centres)
-                t["x"] = (t["x"] + ox + 0.5) * f - 0.5
-                t["y"] = (t["y"] + oy + 0.5) * f - 0.5
-                if "polygon" in t.columns:
-                    t["polygon"] = [_poly_to_level0(p, ox, oy, f) for p in t["polygon"]]
-                parts.append(t)
-            bar(1)
-        bar(0, done=True)
+        with track(len(origins), f"nuclei {slide_id}", unit="tiles", enabled=None if progress else False,
+                   transient=True) as bar:
+            parts = []
+            for ty, tx in origins:
+                win = slide.read((tx - m) * f, (ty - m) * f, core + 2 * m, core + 2 * m,
+                                 mpp=None if abs(f - 1) < 1e-9 else proc_mpp)
+                t = _cells_in_window(win, mpp=proc_mpp, method=method, model=model, polygons=polygons, options=options,
+                                     stain_matrix=stain_matrix)
+                if len(t):
+                    keep = ((t["x"] >= m - 0.5) & (t["x"] < m + core - 0.5) & (t["y"] >= m - 0.5)
+                            & (t["y"] < m + core - 0.5) & (t["x"] + tx - m < wp) & (t["y"] + ty - m < hp))
+                    t = t[keep.to_numpy()].copy()
+                    ox, oy = tx - m, ty - m
+                    # processing px (pixel centres) -> level-0 px (pixel centres)
+                    t["x"] = (t["x"] + ox + 0.5) * f - 0.5
+                    t["y"] = (t["y"] + oy + 0.5) * f - 0.5
+                    if "polygon" in t.columns:
+                        t["polygon"] = [_poly_to_level0(p, ox, oy, f) for p in t["polygon"]]
+                    parts.append(t)
+                bar.advance(1)
     finally:
         if owned:
             slide.close()

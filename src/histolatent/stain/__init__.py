@@ -2,8 +2,8 @@
 
 Classical normalisers (:class:`MacenkoNormalizer`, :class:`ReinhardNormalizer`,
 :class:`VahadaneNormalizer`) share the :class:`StainNormalizer` protocol; the neural
-colorisation normaliser lives in :mod:`histolatent.models.colorizer` and registers itself
-under ``"colorizer"`` when :mod:`histolatent.models` is imported. This package imports torch
+colorisation normaliser lives in :mod:`histolatent.train.colorizer` (its ``fit`` is a training
+run) and registers itself under ``"colorizer"`` when :mod:`histolatent.train` is imported. This package imports torch
 only inside the tensor paths.
 """
 

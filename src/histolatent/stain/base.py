@@ -1,7 +1,7 @@
 """The :class:`StainNormalizer` protocol: ``fit`` / ``transform`` / ``to_dict`` / ``from_dict``.
 
 Every normaliser (Macenko, Reinhard, Vahadane, and the neural colorisation normaliser
-that lives in :mod:`histolatent.models.colorizer`) takes the same inputs:
+that lives in :mod:`histolatent.train.colorizer`) takes the same inputs:
 
 * **numpy**: one ``(H, W, 3)`` image, an ``(N, H, W, 3)`` stack, or a list of images;
   uint8, uint16 (scaled by 1/257), or float in [0, 1], greyscale replicated to RGB
@@ -327,7 +327,7 @@ class StainNormalizer(ABC):
 
 def create_normalizer(name: str, **params: Any) -> StainNormalizer:
     """Build a registered normaliser by name (``"macenko"``, ``"reinhard"``, ``"vahadane"``;
-    ``"colorizer"`` once :mod:`histolatent.models` is imported).
+    ``"colorizer"`` once :mod:`histolatent.train` is imported).
 
     The classical ones are registered by ``histolatent/stain/__init__.py``, which Python runs
     before this module, so they are always there.

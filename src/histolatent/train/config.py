@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from histolatent.config import Config, ConfigError, apply_overrides, load_yaml, validate
 
@@ -23,6 +23,10 @@ class SchedulerConfig(Config):
     factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier")
     patience: int = Field(10, ge=0, description="plateau: validations without improvement")
     min_lr: float = Field(0.0, ge=0)
+    horizon: Literal["steps", "time"] = Field(
+        "steps", description="cosine: what the schedule runs over. 'time' ends it at the larger of "
+        "step/steps and elapsed/train.max_seconds, so that the LR reaches its minimum when the time budget "
+        "runs out; the LR then depends on wall time and a run is no longer bitwise reproducible")
 
 
 class EarlyStoppingConfig(Config):
@@ -32,6 +36,8 @@ class EarlyStoppingConfig(Config):
 
 class TrainConfig(Config):
     steps: int = Field(1000, ge=1, description="total optimisation steps")
+    max_seconds: float | None = Field(None, gt=0, description="time budget: stop after the step during which "
+                                      "the training loop's wall time (summed over resumed sessions) passes it")
     batch_size: int = Field(64, ge=1, description="per-device batch size")
     seed: int = 0
     accelerator: Literal["auto", "cpu", "cuda", "mps", "gpu"] = "cpu"
@@ -51,8 +57,16 @@ class TrainConfig(Config):
     scheduler: SchedulerConfig = SchedulerConfig()
     early_stopping: EarlyStoppingConfig | None = None
     tensorboard: bool = False
-    progress: bool = True
+    progress: bool = Field(True, description="draw a progress bar when stderr is a terminal (progress lines go "
+                           "to the log and the run's train.log either way)")
+    progress_every_s: float = Field(30.0, ge=0, description="seconds between progress lines in the log")
     deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _time_horizon_needs_budget(self) -> TrainConfig:
+        if self.scheduler.horizon == "time" and self.scheduler.name == "cosine" and self.max_seconds is None:
+            raise ValueError("train.scheduler.horizon=time needs train.max_seconds (the time the schedule runs over)")
+        return self
 
     @field_validator("precision")
     @classmethod
@@ -64,11 +78,19 @@ class TrainConfig(Config):
         return v
 
 
+#: ``data.name`` of a run trained on data handed to :func:`~histolatent.train.fit` in memory; the
+#: rest of its ``data`` entry describes that data (items, fields, fingerprint) and is not validated.
+IN_MEMORY = "in-memory"
+
+
 class RunConfig(Config):
-    """A whole run. ``model`` and ``data`` hold ``name`` plus that entry's options."""
+    """A whole run. ``model`` and ``data`` hold ``name`` plus that entry's options.
+
+    ``data`` may be left out when the data are handed to ``fit(..., data=...)``.
+    """
 
     model: dict[str, Any]
-    data: dict[str, Any]
+    data: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = TrainConfig()
     out: str | None = Field(None, description="run folder (default runs/<model>-<time>)")
 
@@ -81,15 +103,27 @@ def _check_entry(section: str, entry: dict[str, Any], source: str, registry_look
     validate(cls.Config, opts, source=source, prefix=section)
 
 
-def validate_run_config(data: dict[str, Any], *, source: str) -> RunConfig:
-    """Validate a run config, including the model's and dataset's own options."""
+def _describe(entry: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in entry.items() if k in ("items", "fields"))
+
+
+def validate_run_config(data: dict[str, Any], *, source: str, in_memory: bool = False) -> RunConfig:
+    """Validate a run config, including the model's and dataset's own options.
+
+    With ``in_memory`` (data handed to ``fit``) the ``data`` entry is left to ``fit``; without
+    it, ``data.name`` must be a registered dataset.
+    """
     from histolatent.datasets import dataset_class
     from histolatent.models import model_class
 
     cfg = validate(RunConfig, data, source=source)
     try:
         _check_entry("model", cfg.model, source, model_class)
-        _check_entry("data", cfg.data, source, dataset_class)
+        if not in_memory:
+            if cfg.data.get("name") == IN_MEMORY:
+                raise ConfigError(f"{source}: this run was trained on data held in memory "
+                                  f"({_describe(cfg.data)}); pass the same data to fit(..., data=...)")
+            _check_entry("data", cfg.data, source, dataset_class)
     except ConfigError:
         raise
     except ValueError as err:  # unknown registry name
@@ -97,7 +131,8 @@ def validate_run_config(data: dict[str, Any], *, source: str) -> RunConfig:
     return cfg
 
 
-def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
+def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
+                    in_memory: bool = False) -> RunConfig:
     """Read a YAML run config, apply ``a.b=value`` overrides, validate everything."""
     data = apply_overrides(load_yaml(path), overrides or [])
-    return validate_run_config(data, source=str(path))
+    return validate_run_config(data, source=str(path), in_memory=in_memory)

@@ -1,21 +1,30 @@
 """One training engine for every method, on Lightning Fabric.
 
 ``fit(config)`` trains the registered model named in ``config.model`` on the registered
-dataset named in ``config.data`` and returns the run folder. The model owns its update rule
-(``training_step(batch, optimizers, step)``); the engine owns everything around it:
-devices and precision, DDP, seeds, resumable data order, checkpoints, validation, LR
-schedules, early stopping, NaN detection, progress and metrics.
+dataset named in ``config.data`` -- or on data handed to it in memory (``data=``: arrays, a
+mapping of arrays or a torch ``Dataset``) -- and returns the run folder. The model owns its
+update rule (``training_step(batch, optimizers, step)``); the engine owns everything around
+it: devices and precision, DDP, seeds, resumable data order, checkpoints, validation, LR
+schedules, early stopping, a time budget, NaN detection, progress and metrics.
 
 Determinism: each step re-seeds torch/numpy/random from (seed, rank, step), and batch ``s``
 is a pure function of (seed, s, rank); with the same thread count a resumed run ends with
-bitwise the same weights as an uninterrupted one.
+bitwise the same weights as an uninterrupted one. (Not with ``scheduler.horizon=time``,
+whose learning rate follows the wall clock.)
+
+Progress goes to the ``histolatent`` logger and to ``train.log`` in the run folder (steps,
+rate, ETA, loss terms, the share of step time spent waiting for data), and to a bar when
+stderr is a terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +36,24 @@ from histolatent.datasets import create_dataset
 from histolatent.errors import InputError, TrainingError
 from histolatent.io.atomic import write_text_atomic
 from histolatent.models import create_model
+from histolatent.progress import log_to_file, progress
 from histolatent.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from histolatent.train.config import RunConfig, load_run_config, validate_run_config
-from histolatent.train.data import eval_loader, train_loader
+from histolatent.train.config import IN_MEMORY, RunConfig, load_run_config, validate_run_config
+from histolatent.train.data import (
+    check_same_data,
+    describe_data,
+    eval_loader,
+    in_memory_dataset,
+    train_loader,
+)
+from histolatent.train.figures import loss_figure
 from histolatent.train.metrics_log import MetricsLog
 from histolatent.train.optim import EngineOptimizers, build_scheduler
-from histolatent.train.progress import TrainProgress
 from histolatent.train.run import CONFIG, METRICS, new_run_dir, save_weights
 
 _RUN_DIR_ENV = "HISTOLATENT_RUN_DIR"  # shares the run folder with DDP child processes
+TRAIN_LOG = "train.log"
+log = logging.getLogger("histolatent.train")
 
 
 def seed_step(seed: int, rank: int, step: int) -> None:
@@ -46,57 +64,113 @@ def seed_step(seed: int, rank: int, step: int) -> None:
     random.seed(s)
 
 
-def fit(config: RunConfig | str | os.PathLike, *, overrides: list[str] | None = None,
-        out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None) -> Path:
+def fit(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None, *, data: Any = None,
+        val_data: Any = None, overrides: list[str] | None = None, out: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None) -> Path:
     """Train and return the run folder.
 
     Parameters
     ----------
-    config : RunConfig or path to YAML
-        The run; ignored when ``resume`` is given (the run's own config.yaml is used).
+    config : RunConfig, mapping or path to YAML
+        The run (``model``, ``data``, ``train``); ignored when ``resume`` is given (the run's
+        own config.yaml is used). ``data`` may be left out when ``data=`` is given.
+    data : array, mapping of arrays or torch Dataset, optional
+        Train on these instead of the registered dataset of ``config.data``: a uint8 image
+        stack ``(N, H, W, C)`` (the image-input policy of :mod:`histolatent.io.image`; items
+        become ``{"image": (3, H, W) float32 in [0, 1]}``), a float ``(N, C, H, W)`` array taken
+        as it is, a mapping such as ``{"image": ..., "label": ...}``, or a map-style Dataset
+        whose items are dicts of tensors. The run records their size, fields and a hash; a
+        resume must be given the same data.
+    val_data : same kinds as ``data``, optional
+        Validation data when ``data`` is given and ``train.val_every > 0``.
     overrides : list of "a.b=value"
-        Applied on top of the YAML (also on resume, e.g. ``train.steps=2000`` to extend).
+        Applied on top of the config (also on resume, e.g. ``train.steps=2000`` to extend).
     out : path
         Run folder (default: ``config.out`` or ``runs/<model>-<time>``).
     resume : path
         A run folder with checkpoints: continue exactly where its last checkpoint stopped.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from histolatent.train import fit, load_model
+    >>> images = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+    >>> cfg = {"model": {"name": "autoencoder", "in_channels": 3, "image_size": 16, "channels": [4, 8],
+    ...                  "latent_dim": 2},
+    ...        "train": {"steps": 3, "batch_size": 8, "progress": False, "max_seconds": 60}}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     run = fit(cfg, data=images, out=tmp)
+    ...     load_model(run).config.latent_dim
+    2
     """
+    in_memory = data is not None
+    train_ds = in_memory_dataset(data, name="data") if in_memory else None
+    val_ds = in_memory_dataset(val_data, name="val_data") if val_data is not None else None
+    if val_ds is not None and not in_memory:
+        raise InputError("val_data: given without data=; a registered dataset brings its own validation split")
     resume_ckpt = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / CONFIG).is_file():
             raise InputError(f"--resume {str(run_dir)!r}: no {CONFIG} there; not a histolatent run folder")
-        cfg = load_run_config(run_dir / CONFIG, overrides)
+        cfg = load_run_config(run_dir / CONFIG, overrides, in_memory=in_memory)
+        if in_memory:
+            check_same_data(cfg.data, describe_data(train_ds), run=str(run_dir))
         resume_ckpt = latest_checkpoint(run_dir)
         if resume_ckpt is None:
             raise InputError(f"--resume {str(run_dir)!r}: no checkpoint to resume from in {run_dir / 'checkpoints'}")
     else:
         if isinstance(config, RunConfig):
-            data, source = config.model_dump(mode="json"), "<RunConfig>"
+            raw, source = config.model_dump(mode="json"), "<RunConfig>"
+        elif isinstance(config, Mapping):
+            raw, source = dict(config), "<config>"
+        elif config is None:
+            raise InputError("config: a run config (RunConfig, mapping or YAML path) is needed unless resume= is given")
         else:
-            data, source = load_yaml(config), str(config)
-        cfg = validate_run_config(apply_overrides(data, overrides or []), source=source)
+            raw, source = load_yaml(config), str(config)
+        cfg = validate_run_config(apply_overrides(raw, overrides or []), source=source, in_memory=in_memory)
+        if in_memory:
+            if cfg.data and cfg.data.get("name") != IN_MEMORY:
+                raise InputError(f"data: given in memory, but {source} also names the dataset "
+                                 f"{cfg.data.get('name')!r}; drop one of them")
+            cfg = cfg.model_copy(update={"data": describe_data(train_ds)})
         run_dir = Path(os.environ.get(_RUN_DIR_ENV) or out or cfg.out or new_run_dir("runs", cfg.model["name"]))
+    if in_memory and cfg.train.val_every and val_ds is None:
+        raise InputError(f"train.val_every={cfg.train.val_every}: data are in memory, so validation needs val_data=")
     os.environ[_RUN_DIR_ENV] = str(run_dir)
     try:
-        return _launch(cfg, run_dir, resume_ckpt)
+        return _launch(cfg, run_dir, resume_ckpt, (train_ds, val_ds) if in_memory else None)
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)
 
 
-def _launch(cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None) -> Path:
+def _launch(cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, datasets) -> Path:
     from lightning.fabric import Fabric
 
     t = cfg.train
     fabric = Fabric(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision)
     if fabric.world_size > 1 or t.strategy != "auto":
-        fabric.launch(_train, cfg, run_dir, resume_ckpt)
+        fabric.launch(_train, cfg, run_dir, resume_ckpt, datasets)
     else:
-        _train(fabric, cfg, run_dir, resume_ckpt)
+        _train(fabric, cfg, run_dir, resume_ckpt, datasets)
     return run_dir
 
 
-def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None) -> Path:
+class _Clock:
+    """Training seconds of the run: this session's loop time plus what earlier sessions used."""
+
+    def __init__(self, before: float = 0.0) -> None:
+        self.before = float(before)
+        self.t0 = time.perf_counter()
+        self.shared: float | None = None  # under DDP: rank 0's reading, broadcast each step
+
+    def __call__(self) -> float:
+        if self.shared is not None:
+            return self.shared
+        return self.before + time.perf_counter() - self.t0
+
+
+def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, datasets) -> Path:
     t = cfg.train
     rank, world = fabric.global_rank, fabric.world_size
     is_main = rank == 0
@@ -116,12 +190,14 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None) -> P
     wrapped = fabric.setup_optimizers(*raw_opts.values())
     wrapped = wrapped if isinstance(wrapped, (list, tuple)) else [wrapped]
     optimizers = EngineOptimizers(fabric, dict(zip(names, wrapped, strict=True)), grad_clip=t.grad_clip)
-    schedulers = {n: s for n in names if (s := build_scheduler(raw_opts[n], t.scheduler, t.steps)) is not None}
+    state = load_checkpoint(resume_ckpt) if resume_ckpt is not None else {}
+    clock = _Clock(state.get("elapsed_s", 0.0))
+    schedulers = {n: s for n in names if (s := build_scheduler(raw_opts[n], t.scheduler, t.steps,
+                                                                max_seconds=t.max_seconds, clock=clock)) is not None}
     plateau = t.scheduler.name == "plateau"
 
     start_step, best, bad = 0, float("inf"), 0
-    if resume_ckpt is not None:
-        state = load_checkpoint(resume_ckpt)
+    if state:
         model.load_state_dict(state["model"])
         for n in names:
             raw_opts[n].load_state_dict(state["optimizers"][n])
@@ -132,94 +208,143 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None) -> P
         if start_step >= t.steps:
             raise InputError(f"run {run_dir} already reached step {start_step} >= train.steps={t.steps}; "
                              f"pass --set train.steps=N to train longer")
+        if t.max_seconds is not None and clock.before >= t.max_seconds:
+            raise InputError(f"run {run_dir} already used {clock.before:.0f} s >= train.max_seconds={t.max_seconds:g}; "
+                             f"pass --set train.max_seconds=N (or null) to train longer")
 
-    data_opts = {k: v for k, v in cfg.data.items() if k != "name"}
-    train_ds = create_dataset(cfg.data["name"], split="train", seed=t.seed, **data_opts)
-    val_ds = create_dataset(cfg.data["name"], split="val", seed=t.seed, **data_opts) if t.val_every else None
+    if datasets is not None:
+        train_ds, val_ds = datasets
+        val_ds = val_ds if t.val_every else None
+    else:
+        data_opts = {k: v for k, v in cfg.data.items() if k != "name"}
+        train_ds = create_dataset(cfg.data["name"], split="train", seed=t.seed, **data_opts)
+        val_ds = create_dataset(cfg.data["name"], split="val", seed=t.seed, **data_opts) if t.val_every else None
     loader = train_loader(train_ds, batch_size=t.batch_size, seed=t.seed, total_steps=t.steps,
                           start_step=start_step, rank=rank, world_size=world, num_workers=t.num_workers)
 
-    log = None
+    metrics = None
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "figures").mkdir(exist_ok=True)
         resolved = cfg.model_dump(mode="json")
         resolved["out"] = str(run_dir)
         write_text_atomic(run_dir / CONFIG, dump_yaml(resolved))
-        log = MetricsLog(run_dir / METRICS, resume_step=start_step if resume_ckpt else None,
-                         tensorboard_dir=run_dir / "tensorboard" if t.tensorboard else None)
+        metrics = MetricsLog(run_dir / METRICS, resume_step=start_step if resume_ckpt else None,
+                             tensorboard_dir=run_dir / "tensorboard" if t.tensorboard else None)
     fabric.barrier()
 
     def checkpoint(step: int) -> Path | None:
         if not is_main:
             return None
-        state = {"model": model.state_dict(), "optimizers": {n: raw_opts[n].state_dict() for n in names},
-                 "schedulers": {n: s.state_dict() for n, s in schedulers.items()}, "best": best, "bad": bad}
-        return save_checkpoint(run_dir, step, state, keep=t.keep_checkpoints)
+        st = {"model": model.state_dict(), "optimizers": {n: raw_opts[n].state_dict() for n in names},
+              "schedulers": {n: s.state_dict() for n, s in schedulers.items()}, "best": best, "bad": bad,
+              "elapsed_s": clock()}
+        return save_checkpoint(run_dir, step, st, keep=t.keep_checkpoints)
 
     last_ckpt = resume_ckpt
     sums: dict[str, float] = {}
     n_sum = 0
-    t0 = time.perf_counter()
+    timing = {"steps": 0, "data_s": 0.0, "compute_s": 0.0, "first_data_s": None}
     step = start_step
-    stopped_early = False
-    progress = TrainProgress(total=t.steps, start=start_step, items_per_step=t.batch_size * world,
-                             enabled=t.progress and is_main, label=cfg.model["name"])
-    with progress:
-        for i, batch in enumerate(loader):
-            step = start_step + i
-            seed_step(t.seed, rank, step)
-            batch = fabric.to_device(batch)
-            optimizers.nonfinite.clear()
-            model.train()
-            with fabric.autocast():
-                terms = model.training_step(batch, optimizers, step)
-            values = _floats(terms)
-            _check_finite(values, optimizers.nonfinite, step, last_ckpt)
-            for s in schedulers.values():
-                if not plateau:
-                    s.step()
-            done = step + 1
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_sum += 1
-            progress.advance(values)
-            if is_main and (done % t.log_every == 0 or done == t.steps):
-                log.log(done, "train", {k: v / n_sum for k, v in sums.items()},
-                        elapsed_s=time.perf_counter() - t0, lr=_lr(raw_opts[names[0]]))
-                sums, n_sum = {}, 0
-            if val_ds is not None and done % t.val_every == 0:
-                val = _validate(model, val_ds, fabric, t)
-                if is_main:
-                    log.log(done, "val", val, elapsed_s=time.perf_counter() - t0, lr=_lr(raw_opts[names[0]]))
-                key = t.monitor.split("/", 1)[-1]
-                if key not in val:
-                    raise InputError(f"train.monitor={t.monitor!r}: validation returned {sorted(val)}")
-                if plateau:
-                    for s in schedulers.values():
-                        s.step(val[key])
-                es = t.early_stopping
-                if val[key] < best - (es.min_delta if es else 0.0):
-                    best, bad = val[key], 0
-                else:
-                    bad += 1
-                if es is not None and bad >= es.patience:
-                    stopped_early = True
-            if t.checkpoint_every and done % t.checkpoint_every == 0:
-                last_ckpt = checkpoint(done) or last_ckpt
-                fabric.barrier()
-            if stopped_early:
-                break
-    final_step = step + 1 if t.steps > start_step else start_step
-    if is_main:
-        if not (t.checkpoint_every and final_step % t.checkpoint_every == 0):
-            checkpoint(final_step)
-        save_weights(model, run_dir, step=final_step,
-                     extra={"stopped_early": stopped_early, "world_size": world, "precision": t.precision})
-        log.close()
-        _loss_figure(run_dir)
+    stopped_by = "steps"
+    with log_to_file(run_dir / TRAIN_LOG) if is_main else contextlib.nullcontext():
+        if is_main:
+            where = cfg.data.get("name")
+            log.info("train %s on %s: steps %d..%d, batch %d x %d device(s), run %s", cfg.model["name"],
+                     f"{where} ({cfg.data.get('items')} items)" if where == IN_MEMORY else where,
+                     start_step + 1, t.steps, t.batch_size, world, run_dir)
+        # a bar on a terminal if asked for; lines in the log (and train.log) always, from rank 0
+        bar = progress(t.steps, f"train {cfg.model['name']}", unit="steps", start=start_step,
+                       enabled=None if t.progress else False,
+                       log_every_s=t.progress_every_s) if is_main else _Quiet()
+        clock.t0 = time.perf_counter()
+        with bar:
+            batches = iter(loader)
+            for i in range(len(loader)):
+                step = start_step + i
+                t_fetch = time.perf_counter()
+                batch = fabric.to_device(next(batches))
+                t_step = time.perf_counter()
+                seed_step(t.seed, rank, step)
+                optimizers.nonfinite.clear()
+                model.train()
+                with fabric.autocast():
+                    terms = model.training_step(batch, optimizers, step)
+                values = _floats(terms)  # reading the terms waits for the device: compute time is honest
+                _check_finite(values, optimizers.nonfinite, step, last_ckpt)
+                if world > 1 and t.max_seconds is not None:  # every rank stops (and anneals) on rank 0's clock
+                    clock.shared = None
+                    clock.shared = fabric.broadcast(clock(), src=0)
+                for s in schedulers.values():
+                    if not plateau:
+                        s.step()
+                t_end = time.perf_counter()
+                timing["steps"] += 1
+                timing["data_s"] += t_step - t_fetch
+                timing["compute_s"] += t_end - t_step
+                if timing["first_data_s"] is None:
+                    timing["first_data_s"] = t_step - t_fetch
+                done = step + 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_sum += 1
+                over_time = t.max_seconds is not None and clock() >= t.max_seconds
+                stop = over_time or done == t.steps
+                share = timing["data_s"] / max(timing["data_s"] + timing["compute_s"], 1e-12)
+                bar.advance(1, **{**dict(list(values.items())[:4]), "data_wait": f"{100 * share:.0f}%"})
+                if is_main and (done % t.log_every == 0 or stop):
+                    metrics.log(done, "train", {k: v / n_sum for k, v in sums.items()}, elapsed_s=clock(),
+                                lr=_lr(raw_opts[names[0]]))
+                    sums, n_sum = {}, 0
+                if val_ds is not None and done % t.val_every == 0:
+                    val = _validate(model, val_ds, fabric, t)
+                    if is_main:
+                        metrics.log(done, "val", val, elapsed_s=clock(), lr=_lr(raw_opts[names[0]]))
+                    key = t.monitor.split("/", 1)[-1]
+                    if key not in val:
+                        raise InputError(f"train.monitor={t.monitor!r}: validation returned {sorted(val)}")
+                    if plateau:
+                        for s in schedulers.values():
+                            s.step(val[key])
+                    es = t.early_stopping
+                    if val[key] < best - (es.min_delta if es else 0.0):
+                        best, bad = val[key], 0
+                    else:
+                        bad += 1
+                    if es is not None and bad >= es.patience:
+                        stopped_by = "early_stopping"
+                if t.checkpoint_every and done % t.checkpoint_every == 0:
+                    last_ckpt = checkpoint(done) or last_ckpt
+                    fabric.barrier()
+                if stopped_by == "early_stopping":
+                    break
+                if over_time and done < t.steps:
+                    stopped_by = "max_seconds"
+                    break
+        final_step = step + 1 if t.steps > start_step else start_step
+        if is_main:
+            if not (t.checkpoint_every and final_step % t.checkpoint_every == 0):
+                checkpoint(final_step)
+            n = max(timing["steps"], 1)
+            timing.update(data_s_per_step=timing["data_s"] / n, compute_s_per_step=timing["compute_s"] / n,
+                          data_fraction=timing["data_s"] / max(timing["data_s"] + timing["compute_s"], 1e-12))
+            save_weights(model, run_dir, step=final_step,
+                         extra={"stopped_early": stopped_by != "steps", "stopped_by": stopped_by,
+                                "elapsed_s": round(clock(), 3), "max_seconds": t.max_seconds,
+                                "world_size": world, "precision": t.precision, "timing": timing})
+            metrics.close()
+            log.info("train %s: stopped at step %d (%s) after %.1f s; data wait %.1f %% of step time; weights in %s",
+                     cfg.model["name"], final_step, stopped_by, clock(), 100 * timing["data_fraction"], run_dir)
+            loss_figure(run_dir / METRICS, run_dir / "figures" / "loss.png")
     fabric.barrier()
     return run_dir
+
+
+class _Quiet(contextlib.nullcontext):
+    """The progress of a DDP rank other than 0: nothing to show."""
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        pass
 
 
 def _floats(terms: dict[str, Any]) -> dict[str, float]:
@@ -264,12 +389,3 @@ def _validate(model, dataset, fabric, t) -> dict[str, float]:
 
 def _lr(opt: torch.optim.Optimizer) -> float:
     return float(opt.param_groups[0]["lr"])
-
-
-def _loss_figure(run_dir: Path) -> None:
-    from histolatent.viz.curves import training_curves
-
-    try:
-        training_curves(run_dir / METRICS, run_dir / "figures" / "loss.png")
-    except ValueError:  # nothing logged
-        pass

@@ -9,11 +9,13 @@ reported by the engine with the step and the term, so weights never become NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from histolatent.config import ConfigError
 from histolatent.train.config import SchedulerConfig
 
 
@@ -59,13 +61,21 @@ def _allreduce_mean(grads: list[Tensor], world_size: int) -> None:
         offset += n
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: SchedulerConfig, total_steps: int):
-    """A per-step LR scheduler (or a plateau scheduler stepped at validation), or None."""
+def build_scheduler(opt: torch.optim.Optimizer, cfg: SchedulerConfig, total_steps: int, *,
+                    max_seconds: float | None = None, clock: Callable[[], float] | None = None):
+    """A per-step LR scheduler (or a plateau scheduler stepped at validation), or None.
+
+    With ``cfg.horizon == "time"`` the cosine runs over the larger of the steps done and the
+    time used: ``clock()`` returns the training seconds so far, ``max_seconds`` the budget.
+    """
     if cfg.name == "none" and cfg.warmup_steps == 0:
         return None
     if cfg.name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.factor,
                                                           patience=cfg.patience, min_lr=cfg.min_lr)
+    by_time = cfg.horizon == "time" and cfg.name == "cosine"
+    if by_time and (max_seconds is None or clock is None):
+        raise ConfigError("train.scheduler.horizon=time needs a time budget: set train.max_seconds")
     warm = cfg.warmup_steps
 
     def factor(step: int) -> float:
@@ -74,7 +84,10 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: SchedulerConfig, total_step
         s = step - warm
         if cfg.name == "cosine":
             span = max(1, total_steps - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(s, span) / span))
+            done = min(s, span) / span
+            if by_time:
+                done = max(done, min(1.0, clock() / max_seconds))
+            return 0.5 * (1 + math.cos(math.pi * done))
         if cfg.name == "step":
             return cfg.gamma ** (s // cfg.step_size)
         return 1.0

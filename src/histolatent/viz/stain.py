@@ -112,7 +112,7 @@ def real_sample_stain_demo(path: str | os.PathLike, *, crop: tuple[int, int, int
         source = slide.read(*crop)
     names = list(methods)
     if colorizer_steps:
-        import histolatent.models.colorizer  # noqa: F401  (registers the neural normaliser)
+        import histolatent.train  # noqa: F401  (registers the neural normaliser)
 
         names.append("colorizer")
     t_mask = tissue_pixel_mask(target)
