@@ -40,7 +40,7 @@ def test_cell_table_round_trip(tmp_path):
     for a, b in zip(back.polygon, cells.polygon, strict=True):
         np.testing.assert_array_equal(a, b)
     assert back.attrs["histolatent"]["method"] == "watershed"
-    assert back.x_um.tolist() == [3.0, 8.25]
+    assert back.x_um.tolist() == [3.0, 8.25] and back.y_um.tolist() == [3.0, 7.875]  # (x, y) * 0.25
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
 
