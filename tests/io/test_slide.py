@@ -93,7 +93,9 @@ def test_thumbnail_and_context_manager(tiny_svs):
     slide = open_slide(tiny_svs)
     with slide:
         thumb = slide.thumbnail(100)
-    assert thumb.shape == (75, 100, 3)
+        full = slide.read_level(0, 0, 0, 400, 300).astype(float)
+    assert thumb.shape == (75, 100, 3)  # 400 x 300 -> longest side 100: 4 level-0 px per pixel
+    assert np.abs(thumb - full.reshape(75, 4, 100, 4, 3).mean(axis=(1, 3))).max() <= 1.0
     with pytest.raises(InputError, match="closed"):
         slide.read(0, 0, 10, 10)
 
