@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 OUT ?= histolatent-demo
 JOBS ?= 2
 
-.PHONY: setup demo test lint bench bench-deps clean
+.PHONY: setup demo test lint bench bench-deps mutate clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,13 @@ bench: $(STAMP)
 bench-deps: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python -m pip install -q --no-deps staintools==2.1.2
+
+# Mutation testing (mutmut 3), one core package at a time or all of them (hours); not part of
+# `make test`. Writes benchmarks/results/mutation.json (kill rate per package, survivors).
+PKG ?=
+mutate: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[mutate]"
+	HISTOLATENT_MUTATE_PACKAGES="$(PKG)" $(BIN)/histolatent bench mutation
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

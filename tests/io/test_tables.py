@@ -40,8 +40,29 @@ def test_cell_table_round_trip(tmp_path):
     for a, b in zip(back.polygon, cells.polygon, strict=True):
         np.testing.assert_array_equal(a, b)
     assert back.attrs["histolatent"]["method"] == "watershed"
-    assert back.x_um.tolist() == [3.0, 8.25]
+    assert back.x_um.tolist() == [3.0, 8.25] and back.y_um.tolist() == [3.0, 7.875]  # (x, y) * 0.25
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_cell_table_attrs_survive_merge_and_concatenation(tmp_path):
+    from histolatent.io.tables import cell_table_metadata, concat_parquet
+
+    cells = _cells()
+    cells.attrs["histolatent"] = {"method": "log", "params": {"radius_um": [3.0, 7.0]}, "level0_dimensions": [640, 480]}
+    path = write_cell_table(cells, tmp_path / "c.parquet", metadata={"method": "watershed", "source": "a.svs"})
+    want = {"method": "watershed", "params": {"radius_um": [3.0, 7.0]}, "level0_dimensions": [640, 480],
+            "source": "a.svs", "kind": "cells"}  # the argument wins over the table's attrs
+    assert cell_table_metadata(path) == want
+    back = read_cell_table(path)
+    assert back.attrs["histolatent"] == want
+    for c in ("x", "y", "mpp", "x_um", "y_um", "area_um2", "cell_id"):
+        assert back[c].dtype == cells[c].dtype, c
+    again = write_cell_table(back, tmp_path / "d.parquet")  # read -> write keeps the attrs
+    assert cell_table_metadata(again) == want
+    both = concat_parquet([path, again], tmp_path / "both.parquet", metadata={"kind": "cells", "n_parts": 2})
+    out = read_cell_table(both)
+    assert out.attrs["histolatent"] == {"kind": "cells", "n_parts": 2}
+    assert out.cell_id.tolist() == [0, 1, 0, 1] and out.y_um.tolist() == [3.0, 7.875, 3.0, 7.875]
 
 
 def test_cell_table_validation(tmp_path):

@@ -42,6 +42,11 @@ def test_multiclass_auc_matches_sklearn_ovr_macro():
     ours = multiclass_auc(y, proba)
     ref = roc_auc_score(y, proba, multi_class="ovr", average="macro")
     assert ours == pytest.approx(ref, abs=1e-12)
-    assert one_vs_rest_aucs(y, proba, classes=[1, 2, 3]).shape == (3,)
+    per_class = [roc_auc_score(y == c, proba[:, c - 1]) for c in (1, 2, 3)]
+    np.testing.assert_allclose(one_vs_rest_aucs(y, proba, classes=[1, 2, 3]), per_class, atol=1e-12)
+    np.testing.assert_allclose(one_vs_rest_aucs(y, proba), per_class, atol=1e-12)  # default: sorted labels
+    # columns in another order, named by classes: the same AUC per class
+    np.testing.assert_allclose(one_vs_rest_aucs(y, proba[:, [2, 0, 1]], classes=[3, 1, 2]),
+                               [per_class[2], per_class[0], per_class[1]], atol=1e-12)
     with pytest.raises(ValueError, match="columns"):
         multiclass_auc(y, proba[:, :2])

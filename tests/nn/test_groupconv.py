@@ -220,16 +220,36 @@ def test_deep_stack_invariant_after_projection_and_global_pool():
 
 
 # -- 45°: measured (interpolation), bounded -------------------------------------------------
-def test_equivariance_45_degrees_is_approximate_but_bounded():
-    torch.manual_seed(0)
-    x = _blur(torch.randn(2, 3, 48, 48, generator=_gen(8)), 2.0)
-    lift = LiftingConv2d(3, 4, 5, 8, padding=2)
+def _smooth_kernels(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Random kernels ``shape[:-2] x (k, k)`` from a smooth basis (a Gaussian times polynomials of
+    degree <= 2): a bilinear 45° rotation of these is nearly exact, so a wrong one shows."""
+    k = shape[-1]
+    c = (k - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(k) - c, torch.arange(k) - c, indexing="ij")
+    g = torch.exp(-(xx**2 + yy**2) / (2 * (k / 5) ** 2))
+    basis = torch.stack([g, xx * g / c, yy * g / c, (xx**2 - yy**2) * g / c**2, xx * yy * g / c**2])
+    return torch.einsum("...b,bij->...ij", torch.randn(*shape[:-2], 5, generator=_gen(seed)), basis)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_equivariance_45_degrees_is_approximate_but_bounded(seed):
+    """Measured on 9x9 smooth kernels and blurred images, seeds 0-4: correct layers 0.021-0.036
+    (lifting and group); odd orientations rotated 10° too far 0.048-0.090, not rotated at all
+    0.165-0.361, rotated the wrong way round 0.287-0.623; the orientation roll reversed (group
+    conv) 0.271-0.732. (Random 5x5 kernels: 0.11-0.22 correct, so a bound there cannot see a
+    wrong angle.) The bound sits between the correct layers and a 10° error."""
+    x = _blur(torch.randn(2, 3, 48, 48, generator=_gen(8 + seed)), 2.0)
+    lift = LiftingConv2d(3, 4, 9, 8, padding=4)
+    conv = GroupConv2d(4, 4, 9, 8, padding=4)
+    with torch.no_grad():
+        lift.weight.copy_(_smooth_kernels(lift.weight.shape, 100 + seed))
+        conv.weight.copy_(_smooth_kernels(conv.weight.shape, 200 + seed))
+        g = lift(x)
     err_lift = equivariance_error(lift, x, steps=1)
-    g = lift(x).detach()
-    err_group = equivariance_error(GroupConv2d(4, 4, 5, 8, padding=2), g, steps=1)
-    # bilinear rotation of 5x5 kernels: far from exact, far from random (a random map gives ~1.4)
-    assert 1e-4 < err_lift < 0.3
-    assert 1e-4 < err_group < 0.3
+    err_group = equivariance_error(conv, g, steps=1)
+    # bilinear interpolation at 45° is never exact (measured >= 0.021): a zero would mean no rotation
+    assert 0.01 < err_lift < 0.045
+    assert 0.01 < err_group < 0.045
 
 
 # -- engineering: export, eval cache, autocast, gradients -----------------------------------

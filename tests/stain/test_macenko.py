@@ -89,9 +89,19 @@ def test_fixed_source_normalises_pieces_like_the_whole(he_pair):
     norm.fix_source(src)
     pieces = np.concatenate([norm.transform(src[:, :20]), norm.transform(src[:, 20:])], axis=1)
     assert np.array_equal(pieces, whole)  # no seams: one source estimate for both halves
+    # a glass tile has too little tissue for its own estimate; with a fixed source it is normalised
+    # anyway, with the source's stains: OD @ pinv(S_src) diag(c_target / c_src) S_target
     glass = np.full((8, 8, 3), 250, np.uint8)
-    assert not np.array_equal(norm.transform(glass), glass) or norm.last_skipped.tolist() == [False]
+    out = norm.transform(glass)
+    assert norm.last_skipped.tolist() == [False]
+    s_src, c_src = norm.source_
+    m = np.linalg.pinv(s_src) @ np.diag(norm.max_concentrations_ / c_src) @ norm.stain_matrix_
+    od = np.log10(256.0 / 251.0) * np.ones(3)
+    want = np.clip(np.rint(256.0 * 10.0 ** -(od @ m) - 1.0), 0, 255)
+    assert np.array_equal(out, np.broadcast_to(want, glass.shape)) and not np.array_equal(out, glass)
     x = torch.from_numpy(src).permute(2, 0, 1)[None]
     assert np.abs(norm.transform(x)[0].permute(1, 2, 0).numpy().astype(int) - whole).max() <= 1
     norm.fix_source(None)
     assert norm.source_ is None
+    np.testing.assert_array_equal(norm.transform(glass), glass)  # its own estimate again: skipped, unchanged
+    assert norm.last_skipped.tolist() == [True]

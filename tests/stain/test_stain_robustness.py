@@ -95,4 +95,6 @@ def test_lists_and_stacks(norm, render_he):
     outs = norm.transform(imgs)
     assert isinstance(outs, list) and [o.shape for o in outs] == [(24, 24, 3), (40, 40, 3)]
     stack = np.stack([imgs[0], imgs[0]])
-    assert norm.transform(stack).shape == (2, 24, 24, 3)
+    one = norm.transform(imgs[0])
+    assert np.array_equal(outs[0], one) and np.array_equal(outs[1], norm.transform(imgs[1]))
+    np.testing.assert_array_equal(norm.transform(stack), np.stack([one, one]))

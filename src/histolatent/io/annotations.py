@@ -19,7 +19,6 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from histolatent.errors import InputError
@@ -59,12 +58,16 @@ def labels_from_polygons(polygons: list[np.ndarray], shape: tuple[int, int]) -> 
     -------
     ndarray of int32, ``shape``
     """
+    from skimage.draw import polygon as draw_polygon
+
     h, w = (int(v) for v in shape)
     out = np.zeros((h, w), dtype=np.int32)
-    shift = 4  # sub-pixel vertices: coordinates in 1/16 px
     for k, p in enumerate(polygons):
-        pts = np.round(np.asarray(p, dtype=np.float64) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
-        cv2.fillPoly(out, [pts], color=int(k + 1), lineType=cv2.LINE_8, shift=shift)
+        # pixels whose centre lies in the polygon (OpenCV's fillPoly also fills every pixel its
+        # outline touches: +20 % area on a nucleus of 5 px radius)
+        xy = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        rr, cc = draw_polygon(xy[:, 1], xy[:, 0], shape=(h, w))
+        out[rr, cc] = k + 1
     return out
 
 

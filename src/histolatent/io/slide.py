@@ -397,8 +397,8 @@ class TiffSlideSlide(Slide):
             return out
         ds = self.level_downsamples[level]
         try:
-            arr = self._ts.read_region((round(x0 * ds), round(y0 * ds)), level, (x1 - x0, y1 - y0),
-                                       as_array=True)
+            arr = self._ts.read_region((_level0_corner(x0, ds), _level0_corner(y0, ds)), level,
+                                       (x1 - x0, y1 - y0), as_array=True)
         except Exception as err:
             raise InputError(f"slide {self.name!r}: cannot read level {level} region "
                              f"({x}, {y}, {w}, {h}): truncated or corrupt file ({type(err).__name__}: {err})") from None
@@ -410,6 +410,15 @@ class TiffSlideSlide(Slide):
         if getattr(self, "_ts", None) is not None:
             self._ts.close()
             self._ts = None
+
+
+def _level0_corner(v: int, ds: float) -> int:
+    """The level-0 coordinate that tiffslide maps back to level pixel ``v`` (it truncates
+    ``corner / ds``; with a non-integer ``ds``, ``round(v * ds)`` can fall one pixel short)."""
+    c = math.ceil(v * ds)
+    while int(c / ds) < v:
+        c += 1
+    return c
 
 
 class ArraySlide(Slide):

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 from torch.utils.data import Dataset
@@ -134,10 +133,12 @@ def _polygon_mask(polygon: Any, x0: float, y0: float, f: float, n: int) -> np.nd
     # level-0 pixel-centre coords -> patch pixel-centre coords
     px = (p[:, 0] + 0.5 - x0) / f - 0.5
     py = (p[:, 1] + 0.5 - y0) / f - 0.5
-    shift = 4
-    pts = np.round(np.column_stack([px, py]) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+    from skimage.draw import polygon as draw_polygon
+
+    # patch pixels whose centre is inside (cv2.fillPoly also took every pixel the outline touched)
     out = np.zeros((n, n), dtype=np.uint8)
-    cv2.fillPoly(out, [pts], 255, lineType=cv2.LINE_8, shift=shift)
+    rr, cc = draw_polygon(py, px, shape=(n, n))
+    out[rr, cc] = 255
     return out
 
 
