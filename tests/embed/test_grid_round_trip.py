@@ -30,7 +30,7 @@ def test_grid_codes_mask_and_attrs_round_trip_across_bands(tmp_path):
     assert {k: attrs[k] for k in ("mpp", "tile_px", "stride_px", "slide_mpp", "level0_dimensions", "min_tissue",
                                   "part", "encoder")} == {
         "mpp": 1.0, "tile_px": 10, "stride_px": 10, "slide_mpp": 0.5, "level0_dimensions": [150, 88],
-        "min_tissue": 0.5, "part": "z", "encoder": "function"}
+        "min_tissue": 0.5, "part": "z", "encoder": "pixels"}
     slide = ArraySlide(img, mpp=0.5)
     for i in range(4):
         for j in range(7):
