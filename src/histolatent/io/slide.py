@@ -19,9 +19,13 @@ only after one tile decoded both ways was found pixel-identical.
 
 Example
 -------
->>> with open_slide("slide.svs") as slide:                     # doctest: +SKIP
-...     tile = slide.read(1000, 2000, 256, 256, mpp=0.5)       # (256, 256, 3) uint8
-...     thumb = slide.thumbnail(1024)
+>>> import numpy as np
+>>> image = np.zeros((600, 800, 3), np.uint8)                  # any slide file works the same way
+>>> with open_slide(image, mpp=0.25) as slide:
+...     tile = slide.read(100, 200, 256, 128, mpp=0.5)        # x, y in level-0 px; 256 x 128 px at 0.5 µm/px
+...     thumb = slide.thumbnail(200)
+>>> tile.shape, thumb.shape
+((128, 256, 3), (150, 200, 3))
 """
 
 from __future__ import annotations

@@ -23,10 +23,12 @@ Submodules are imported on first use, so ``import histolatent.nuclei`` stays lig
 
 Example
 -------
->>> from histolatent.nuclei import cells_from_slide                       # doctest: +SKIP
->>> cells = cells_from_slide("slide.svs", method="watershed", progress=True)  # doctest: +SKIP
->>> from histolatent.io.tables import write_cell_table                     # doctest: +SKIP
->>> write_cell_table(cells, "slide.cells.parquet")                         # doctest: +SKIP
+>>> from histolatent.nuclei import cells_from_slide
+>>> from histolatent.synth import render_tile
+>>> tile = render_tile(256, mpp=0.5, seed=1)          # a SynthPath tile; a slide path works the same way
+>>> cells = cells_from_slide(tile.rgb, slide_mpp=0.5, method="watershed", tile_px=256)
+>>> abs(len(cells) - len(tile.nuclei)) <= 4, list(cells.columns[:4])
+(True, ['slide_id', 'cell_id', 'x', 'y'])
 """
 
 from __future__ import annotations

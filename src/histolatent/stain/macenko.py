@@ -161,8 +161,12 @@ class MacenkoNormalizer(StainMatrixNormalizer):
 
     Example
     -------
-    >>> norm = MacenkoNormalizer().fit(target)                  # doctest: +SKIP
-    >>> out = norm.transform(tiles)  # (N, 3, H, W) tensor in, same out  # doctest: +SKIP
+    >>> from histolatent.synth import render_tile
+    >>> target = render_tile(128, seed=1, tissue="tumour").rgb
+    >>> source = render_tile(128, seed=2, stain=7, tissue="tumour").rgb
+    >>> norm = MacenkoNormalizer().fit(target)
+    >>> norm.transform(source).shape              # numpy HWC in, same out; (N, 3, H, W) tensors too
+    (128, 128, 3)
     """
 
     def __init__(self, *, alpha: float = 1.0, beta: float = BETA_MACENKO, background: float = 240.0,
