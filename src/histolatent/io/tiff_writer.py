@@ -24,6 +24,7 @@ import numpy as np
 
 from histolatent.errors import InputError
 from histolatent.io.atomic import atomic_path
+from histolatent.io.image import check_mpp
 
 TileReader = Callable[[int, int, int, int], np.ndarray]
 
@@ -147,8 +148,7 @@ def write_pyramidal_tiff(path: str | os.PathLike, source: TileReader | np.ndarra
         raise InputError(f"size: expected positive (width, height), got {size}")
     if tile_px < 16 or tile_px % 16:
         raise InputError(f"tile_px: expected a multiple of 16 (>= 16), got {tile_px}")
-    if not (0 < float(mpp) < 1e4):
-        raise InputError(f"mpp: expected a positive number of µm per pixel, got {mpp}")
+    mpp = check_mpp(mpp)
     if compression not in ("jpeg", "deflate", "none"):
         raise InputError(f"compression: expected 'jpeg', 'deflate' or 'none', got {compression!r}")
     if not (1 <= int(quality) <= 100):

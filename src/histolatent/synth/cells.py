@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp
 from histolatent.synth.noise import Grid, hash_uniform, seed32
 from histolatent.synth.nuclei import MAX_RADIUS_UM, nucleus_params, sample_nuclei, subset
-from histolatent.synth.render import _check_mpp, render_region, render_tile
+from histolatent.synth.render import render_region, render_tile
 from histolatent.synth.stain import Scanner, Stain, as_scanner, rgb_from_concentrations, site_stain
 from histolatent.synth.tissue import PRESETS, TYPE_IDS, TYPES, TissueSpec, World, as_tissue
 
@@ -210,7 +211,7 @@ def cell_patches(n: int, size_px: int = 68, mpp: float = 0.25, seed: int = 0, *,
     size = int(size_px)
     if not (8 <= size <= 1024):
         raise InputError(f"size_px: expected 8..1024, got {size_px}")
-    mpp = _check_mpp(mpp)
+    mpp = check_mpp(mpp)
     if rotate not in (None, "uniform", "none"):
         raise InputError(f"rotate: expected 'uniform' or None, got {rotate!r}")
     rotate = None if rotate == "none" else rotate
@@ -315,7 +316,7 @@ def roi_set(n_rois: int, grades: Sequence[float] | dict[int, float] = (1 / 3, 1 
         raise InputError(f"patch_px: must be smaller than roi_px ({roi_px}), got {patch_px}")
     types = _check_types(types)
     type_ids = [TYPE_IDS[t] for t in types]
-    mpp = _check_mpp(mpp)
+    mpp = check_mpp(mpp)
     cum = np.cumsum(probs / probs.sum())
     roi_rows, cell_tables, patches = [], [], []
     half = patch_px // 2

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp
 from histolatent.synth.noise import Grid, fine_noise, seed32
 from histolatent.synth.nuclei import (
     MAX_RADIUS_UM,
@@ -115,16 +116,6 @@ def _check_size(size_px: Any, name: str = "size_px") -> tuple[int, int]:
     if not (1 <= w <= 16384 and 1 <= h <= 16384):
         raise InputError(f"{name}: each side must be 1..16384 px, got {(w, h)}")
     return w, h
-
-
-def _check_mpp(mpp: Any) -> float:
-    try:
-        m = float(mpp)
-    except (TypeError, ValueError):
-        raise InputError(f"mpp: expected a number of µm per pixel, got {mpp!r}") from None
-    if not (0.05 <= m <= 64.0):
-        raise InputError(f"mpp: expected 0.05..64 µm/px, got {m}")
-    return m
 
 
 def _upsampled_fields(world: World, grid: Grid) -> dict[str, np.ndarray]:
@@ -334,7 +325,7 @@ def render_tile(size_px: int | tuple[int, int] = 512, mpp: float = 0.5, seed: in
     ((256, 256, 3), True)
     """
     w, h = _check_size(size_px)
-    mpp = _check_mpp(mpp)
+    mpp = check_mpp(mpp)
     st = as_stain(stain)
     sc = as_scanner(scanner)
     if world is None:

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from histolatent.errors import InputError
+from histolatent.io.image import check_mpp
 from histolatent.synth.noise import Grid, seed32
-from histolatent.synth.render import _check_mpp, render_region
+from histolatent.synth.render import render_region
 from histolatent.synth.stain import Scanner, Stain, as_scanner, as_stain, rgb_from_concentrations
 from histolatent.synth.tissue import Blob, TissueSpec, World, as_tissue
 
@@ -234,7 +235,7 @@ def write_slide(path: str | os.PathLike, size: tuple[int, int] = (8192, 8192), m
         raise InputError(f"size: expected (width, height), got {size!r}") from None
     if not (64 <= w <= 1_000_000 and 64 <= h <= 1_000_000):
         raise InputError(f"size: each side must be 64..1,000,000 px, got {(w, h)}")
-    mpp = _check_mpp(mpp)
+    mpp = check_mpp(mpp)
     les = as_lesion(lesion, seed, (w, h), mpp)
     st = as_stain(stain)
     sc = as_scanner(scanner)
