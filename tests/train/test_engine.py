@@ -159,6 +159,21 @@ def test_bf16_mixed_precision_trains(tmp_path):
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
 
 
+def test_auto_precision_follows_the_hardware_and_the_run_records_what_it_used(tmp_path, monkeypatch):
+    import json
+
+    from histolatent.train import config as train_config
+
+    for native, expected in ((False, "32-true"), (True, "bf16-mixed")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert train_config.resolve_precision("auto", "cpu") == expected
+        run = fit(TINY, out=tmp_path / expected, overrides=["train.precision=auto", "train.steps=2"])
+        assert json.loads((run / "model.json").read_text())["precision"] == expected
+        assert f"precision: {expected}" in (run / "config.yaml").read_text()
+    assert train_config.resolve_precision("16-mixed", "cpu") == "16-mixed"
+
+
 def test_scheduler_early_stopping_and_clipping(tmp_path):
     # an LR of 1e-6 without batch-norm statistics makes a real plateau (relative change < 1e-4)
     run = fit(TINY, out=tmp_path / "es", overrides=[

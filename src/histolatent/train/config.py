@@ -43,7 +43,9 @@ class TrainConfig(Config):
     accelerator: Literal["auto", "cpu", "cuda", "mps", "gpu"] = "cpu"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    precision: str = "32-true"
+    precision: str = Field("32-true", description="32-true, bf16-mixed, 16-mixed, bf16-true, or auto: bf16-mixed "
+                           "where the hardware runs bf16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 or "
+                           "AMX), else 32-true; emulated bf16 is many times slower than fp32")
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's, or "
                                 "cores / processes under DDP); 1 avoids spin-waiting on a busy machine")
@@ -72,10 +74,34 @@ class TrainConfig(Config):
     @classmethod
     def _precision(cls, v: str) -> str:
         v = PRECISION_ALIASES.get(str(v), str(v))
-        allowed = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+        allowed = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "auto")
         if v not in allowed:
             raise ValueError(f"precision must be one of {allowed} (or fp32/bf16/fp16)")
         return v
+
+
+def native_bf16(accelerator: str) -> bool:
+    """Whether ``accelerator`` ("cpu", "cuda", "gpu", "mps", "auto") runs bf16 matmuls and convs natively."""
+    import torch
+
+    if accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return False
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """The precision a run uses: ``auto`` becomes bf16-mixed where bf16 is native, else 32-true.
+
+    >>> resolve_precision("32-true", "cpu")
+    '32-true'
+    >>> resolve_precision("auto", "cpu") == ("bf16-mixed" if native_bf16("cpu") else "32-true")
+    True
+    """
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if native_bf16(accelerator) else "32-true"
 
 
 #: ``data.name`` of a run trained on data handed to :func:`~histolatent.train.fit` in memory; the

@@ -38,7 +38,13 @@ from histolatent.io.atomic import write_text_atomic
 from histolatent.models import create_model
 from histolatent.progress import log_to_file, progress
 from histolatent.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from histolatent.train.config import IN_MEMORY, RunConfig, load_run_config, validate_run_config
+from histolatent.train.config import (
+    IN_MEMORY,
+    RunConfig,
+    load_run_config,
+    resolve_precision,
+    validate_run_config,
+)
 from histolatent.train.data import (
     check_same_data,
     describe_data,
@@ -148,7 +154,11 @@ def _launch(cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, datasets) -
     from lightning.fabric import Fabric
 
     t = cfg.train
-    fabric = Fabric(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision)
+    precision = resolve_precision(t.precision, t.accelerator)
+    if precision != t.precision:
+        log.info("train.precision=auto: %s on this %s", precision, t.accelerator)
+        cfg = cfg.model_copy(update={"train": t.model_copy(update={"precision": precision})})
+    fabric = Fabric(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=precision)
     if fabric.world_size > 1 or t.strategy != "auto":
         fabric.launch(_train, cfg, run_dir, resume_ckpt, datasets)
     else:
