@@ -223,6 +223,8 @@ class _PatchBase(Dataset):
         self.weights /= self.weights.sum()
         self.n = config.n if split == "train" else config.n_eval
         self.do_augment = config.augment and split == "train"
+        #: the engine's sampler shuffles whole blocks (one window rendered or read per block)
+        self.sample_block = config.block
 
     def __len__(self) -> int:
         return self.n
