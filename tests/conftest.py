@@ -73,3 +73,25 @@ def write_grid_store(path: Path, grid, mask, attrs: dict, *, band: int = 32) -> 
 def grid_store():
     """``grid_store(path, grid, mask, attrs)``: write a slide grid store (see :func:`write_grid_store`)."""
     return write_grid_store
+
+
+@pytest.fixture
+def brightness_cnn():
+    """``brightness_cnn()``: a slide CNN over mean-RGB grid codes whose Grad-CAM is the cells' brightness:
+    a 1x1 conv averaging the three channels (its ``cam_layer``) -> global average pool -> linear (weight 1)."""
+    import torch
+
+    class Brightness(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 1, bias=False)
+            self.fc = torch.nn.Linear(1, 1)
+            with torch.no_grad():
+                self.conv.weight.fill_(1 / 3)
+                self.fc.weight.fill_(1.0)
+            self.cam_layer = self.conv
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+    return Brightness

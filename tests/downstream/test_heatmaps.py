@@ -122,22 +122,6 @@ def mean_rgb(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(2, 3))
 
 
-class Brightness(torch.nn.Module):
-    """1x1 conv averaging the mean-RGB code (the cam layer) -> global average pool -> linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 1, 1, bias=False)
-        self.fc = torch.nn.Linear(1, 1)
-        with torch.no_grad():
-            self.conv.weight.fill_(1 / 3)
-            self.fc.weight.fill_(1.0)
-        self.cam_layer = self.conv
-
-    def forward(self, x):
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-
-
 def bright_slide() -> tuple[np.ndarray, np.ndarray]:
     """A 96 x 160 px slide at 0.25 µm/px, 3 x 5 tiles of 16 px at 0.5 µm/px: bright cells (0, 3), (1, 3), (1, 4)."""
     cells = np.zeros((3, 5), bool)
@@ -146,11 +130,11 @@ def bright_slide() -> tuple[np.ndarray, np.ndarray]:
     return image, cells
 
 
-def test_compressed_slide_end_to_end(tmp_path):
+def test_compressed_slide_end_to_end(tmp_path, brightness_cnn):
     image, cells = bright_slide()
     grid = compress_slide(image, mean_rgb, tmp_path / "slide.zarr", tile_px=16, mpp=0.5, slide_mpp=0.25,
                           tissue=TissueMask(np.ones((3, 5), bool), (160, 96)), progress=False)
-    paths = heatmap_slide(Brightness(), grid, tmp_path / "out", postprocess=False, progress=False)
+    paths = heatmap_slide(brightness_cnn(), grid, tmp_path / "out", postprocess=False, progress=False)
     assert paths.store.name == "slide.heatmap.zarr" and paths.geojson.name == "slide.heatmap.geojson"
     assert paths.png is None
     heat, mask, attrs = read_heatmap(paths.store)
@@ -168,8 +152,8 @@ def test_compressed_slide_end_to_end(tmp_path):
     np.testing.assert_array_equal(cells_from_mask(coarse, attrs, downsample=8), cells)
     assert heatmap_jaccard(heat, truth) == 1.0
     with pytest.raises(InputError, match="already exists"):
-        heatmap_slide(Brightness(), grid, tmp_path / "out", progress=False)
-    again = heatmap_slide(Brightness(), grid, tmp_path / "out", overwrite=True, postprocess=False, progress=False)
+        heatmap_slide(brightness_cnn(), grid, tmp_path / "out", progress=False)
+    again = heatmap_slide(brightness_cnn(), grid, tmp_path / "out", overwrite=True, postprocess=False, progress=False)
     assert read_geojson_polygons(again.geojson)[0][0].tolist() == read_geojson_polygons(paths.geojson)[0][0].tolist()
 
 

@@ -4,7 +4,6 @@ not stretched over it, and the one call writes store, GeoJSON and PNG."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
 from histolatent.embed.grid import compress_slide
@@ -43,27 +42,13 @@ def test_overlay_colours_only_where_there_are_cells():
     assert not np.array_equal(out[1, 2], out[1, 3])  # low and high heat differ
 
 
-class Brightness(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 1, 1, bias=False)
-        self.fc = torch.nn.Linear(1, 1)
-        with torch.no_grad():
-            self.conv.weight.fill_(1 / 3)
-            self.fc.weight.fill_(1.0)
-        self.cam_layer = self.conv
-
-    def forward(self, x):
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-
-
-def test_render_heatmap_slide_writes_store_geojson_and_png(tmp_path):
+def test_render_heatmap_slide_writes_store_geojson_and_png(tmp_path, brightness_cnn):
     cells = np.zeros((6, 9), bool)
     cells[1:5, 5:8] = True  # a 4 x 3 block, right of centre
     image = np.repeat(np.repeat(cells, 16, 0), 16, 1)[..., None].repeat(3, -1).astype(np.uint8) * 200 + 30
     grid = compress_slide(image, lambda x: x.mean(dim=(2, 3)), tmp_path / "s.zarr", tile_px=16, mpp=0.5,
                           slide_mpp=0.5, tissue=TissueMask(np.ones((6, 9), bool), (144, 96)), progress=False)
-    paths = render_heatmap_slide(Brightness(), grid, tmp_path / "out", slide=image, thumbnail_px=144,
+    paths = render_heatmap_slide(brightness_cnn(), grid, tmp_path / "out", slide=image, thumbnail_px=144,
                                  progress=False)
     assert paths.store.is_dir() and paths.geojson.is_file() and paths.png.name == "s.heatmap.png"
     with Image.open(paths.png) as im:
