@@ -48,3 +48,50 @@ def sample_paths():
     from histolatent import samples
 
     return {n: samples.path(n) for n in samples.names()}
+
+
+def write_grid_store(path: Path, grid, mask, attrs: dict, *, band: int = 32) -> Path:
+    """A slide grid store as :func:`histolatent.embed.grid.compress_slide` lays it out, written band by
+    band: ``grid`` is a ``(C, H, W)`` array or ``rows(r0, r1) -> (C, r1 - r0, W)``, ``mask`` ``(H, W)``."""
+    import numpy as np
+    import zarr
+
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    rows = grid if callable(grid) else (lambda r0, r1: np.asarray(grid)[:, r0:r1])
+    c = rows(0, 1).shape[0]
+    root = zarr.open_group(str(path), mode="w")
+    arr = root.create_array("grid", shape=(c, h, w), chunks=(c, min(h, band), w), dtype="float16", fill_value=0)
+    for r0 in range(0, h, band):
+        arr[:, r0:r0 + band] = rows(r0, min(h, r0 + band)).astype(np.float16)
+    root.create_array("mask", shape=(h, w), chunks=(min(h, band), w), dtype="bool", fill_value=False)[:] = mask
+    root.attrs.update({"grid_shape": [h, w], **attrs})
+    return path
+
+
+@pytest.fixture
+def grid_store():
+    """``grid_store(path, grid, mask, attrs)``: write a slide grid store (see :func:`write_grid_store`)."""
+    return write_grid_store
+
+
+@pytest.fixture
+def brightness_cnn():
+    """``brightness_cnn()``: a slide CNN over mean-RGB grid codes whose Grad-CAM is the cells' brightness:
+    a 1x1 conv averaging the three channels (its ``cam_layer``) -> global average pool -> linear (weight 1)."""
+    import torch
+
+    class Brightness(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 1, bias=False)
+            self.fc = torch.nn.Linear(1, 1)
+            with torch.no_grad():
+                self.conv.weight.fill_(1 / 3)
+                self.fc.weight.fill_(1.0)
+            self.cam_layer = self.conv
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+    return Brightness

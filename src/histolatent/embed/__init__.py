@@ -16,7 +16,8 @@
 :func:`train_feature_encoder`          the label-free autoencoder of the k-means baseline
 =====================================  ========================================================
 
-``downstream`` reads what these write (tables and grids) and never applies a model.
+``downstream`` reads what these write (tables and grids) and never applies an encoder; the
+models it runs (the slide-level CNN behind Grad-CAM) read grids, not images.
 """
 
 from histolatent.embed.baselines import train_feature_encoder

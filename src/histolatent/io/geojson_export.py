@@ -16,6 +16,10 @@ Coordinates are level-0 pixels with QuPath's convention that pixel ``(i, j)`` co
 ``+0.5``. Exterior rings are closed and follow the right-hand rule of RFC 7946.
 Points (``geometry="points"``) are written as one ``MultiPoint`` annotation per class,
 as QuPath exports point annotations.
+
+Regions (:func:`geojson_from_polygons`, e.g. the outlines of a heatmap's hot cells) are
+polygons with holes, written as given: their outlines lie on pixel edges, so no shift.
+Holes wind against their exterior.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +57,13 @@ def _finite(v: Any) -> Any:
     return v
 
 
-def _ring(flat: Any, shift: float) -> list[list[float]]:
+def _ring(flat: Any, shift: float, *, hole: bool = False) -> list[list[float]]:
+    """A closed ring of ``(x, y)`` positions: an exterior with positive shoelace area, a hole negative."""
     a = np.asarray(flat, dtype=np.float64).reshape(-1, 2) + shift
     if len(a) and not np.array_equal(a[0], a[-1]):
         a = np.vstack([a, a[:1]])
     x, y = a[:, 0], a[:, 1]
-    if 0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1])) < 0:  # right-hand rule: positive area
+    if (0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1])) < 0) != hole:  # right-hand rule
         a = a[::-1]
     return np.round(a, 3).tolist()
 
@@ -146,8 +152,56 @@ def geojson_from_cells(cells: pd.DataFrame, *, geometry: str = "polygon", classi
 
 def write_geojson(cells: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
     """Write :func:`geojson_from_cells` of ``cells`` to ``path`` atomically; returns the path."""
-    fc = geojson_from_cells(cells, **options)
+    return write_feature_collection(geojson_from_cells(cells, **options), path)
+
+
+def write_feature_collection(fc: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a GeoJSON object to ``path`` atomically (compact JSON, no NaN); returns the path."""
     return write_text_atomic(path, json.dumps(fc, separators=(",", ":"), allow_nan=False))
+
+
+def geojson_from_polygons(polygons: Sequence[tuple[Any, Sequence[Any]]], *, classification: str = "Region",
+                          color: tuple[int, int, int] = (200, 0, 0), measurements: Sequence[dict] | None = None,
+                          object_type: str = "annotation", id_prefix: str = "region") -> dict[str, Any]:
+    """A GeoJSON ``FeatureCollection`` of polygons with holes, in QuPath's layout.
+
+    Parameters
+    ----------
+    polygons : sequence of (exterior, holes)
+        Level-0 ``(x, y)`` rings as ``(N, 2)`` arrays (x is the column, QuPath's convention),
+        written as given (no half-pixel shift): region outlines lie on pixel edges.
+    classification, color
+        QuPath class name and its RGB colour, the same for every polygon.
+    measurements : sequence of dict, optional
+        One ``{name: number}`` per polygon, shown as QuPath measurements.
+    object_type : {"annotation", "detection"}
+        QuPath object type.
+    id_prefix : str
+        Feature ids are UUIDs derived from ``id_prefix`` and the polygon's index (stable).
+
+    Examples
+    --------
+    >>> square = np.array([[0, 0], [4, 0], [4, 4], [0, 4]])
+    >>> fc = geojson_from_polygons([(square, [])], measurements=[{"n_cells": 1}])
+    >>> fc["features"][0]["geometry"]["coordinates"][0]
+    [[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0], [0.0, 0.0]]
+    >>> validate_feature_collection(fc)
+    []
+    """
+    if object_type not in ("detection", "annotation"):
+        raise InputError(f"object_type: expected 'annotation' or 'detection', got {object_type!r}")
+    if measurements is not None and len(measurements) != len(polygons):
+        raise InputError(f"measurements: expected one per polygon ({len(polygons)}), got {len(measurements)}")
+    features = []
+    for k, (exterior, holes) in enumerate(polygons):
+        props: dict[str, Any] = {"objectType": object_type,
+                                 "classification": {"name": classification, "color": [int(v) for v in color]}}
+        if measurements is not None:
+            props["measurements"] = {name: _finite(v) for name, v in measurements[k].items()}
+        rings = [_ring(exterior, 0.0)] + [_ring(h, 0.0, hole=True) for h in holes]
+        features.append({"type": "Feature", "id": str(uuid.uuid5(_NS, f"{id_prefix}:{k}")),
+                         "geometry": {"type": "Polygon", "coordinates": rings}, "properties": props})
+    return {"type": "FeatureCollection", "features": features}
 
 
 def validate_feature_collection(obj: Any) -> list[str]:

@@ -143,12 +143,14 @@ def tile_grid(slide=None, *, mpp: float, tile_px: int, stride_px: int | None = N
                     level0_dimensions=(W, H))
 
 
-def box_fractions(mask: TissueMask, x: np.ndarray, y: np.ndarray, size0: float) -> np.ndarray:
-    """Fraction of mask pixels set inside level-0 boxes ``[x, x+size0) x [y, y+size0)``.
+def box_fractions(mask: TissueMask, x: np.ndarray, y: np.ndarray, size0: float | tuple[float, float]) -> np.ndarray:
+    """Fraction of mask pixels set inside level-0 boxes ``[x, x+w) x [y, y+h)``.
 
-    Box edges are rounded to the nearest mask pixel (at least one pixel per box), and the
-    sums read from a summed-area table: O(1) per box.
+    ``size0`` is the side ``w = h`` of square boxes or their ``(w, h)``. Box edges are
+    rounded to the nearest mask pixel (at least one pixel per box), and the sums read from
+    a summed-area table: O(1) per box.
     """
+    bw, bh = (size0, size0) if np.isscalar(size0) else size0
     m = mask.mask
     h, w = m.shape
     sx, sy = mask.downsample
@@ -156,8 +158,8 @@ def box_fractions(mask: TissueMask, x: np.ndarray, y: np.ndarray, size0: float) 
     np.cumsum(np.cumsum(m, axis=0, dtype=np.int64), axis=1, out=sat[1:, 1:])
     x0 = np.clip(np.round(x / sx).astype(np.int64), 0, w - 1)
     y0 = np.clip(np.round(y / sy).astype(np.int64), 0, h - 1)
-    x1 = np.clip(np.maximum(np.round((x + size0) / sx).astype(np.int64), x0 + 1), 1, w)
-    y1 = np.clip(np.maximum(np.round((y + size0) / sy).astype(np.int64), y0 + 1), 1, h)
+    x1 = np.clip(np.maximum(np.round((x + bw) / sx).astype(np.int64), x0 + 1), 1, w)
+    y1 = np.clip(np.maximum(np.round((y + bh) / sy).astype(np.int64), y0 + 1), 1, h)
     total = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
     area = (x1 - x0) * (y1 - y0)
     return (total / np.maximum(area, 1)).astype(np.float64)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from histolatent.errors import InputError  # noqa: E402
-from histolatent.io.atomic import atomic_path  # noqa: E402
+from histolatent.viz.save import save_png  # noqa: E402
 
 __all__ = ["grid_pca_rgb", "write_grid_figure"]
 
@@ -86,8 +86,4 @@ def write_grid_figure(store: str | os.PathLike, path: str | os.PathLike, *, thum
                           f"{grid.shape[1]}x{grid.shape[2]} cells", fontsize=9)
     for ax in axes.ravel():
         ax.set_axis_off()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
