@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from histolatent.losses.mi import (
     in_batch_jsd_mi,
     jsd_mi,
+    pairwise_jsd_mi,
     prior_discriminator_loss,
     prior_generator_loss,
 )
@@ -47,6 +48,9 @@ def test_in_batch_jsd_mi_matches_a_loop_over_pairs_and_locations():
     assert float(in_batch_jsd_mi(local, glob)) == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="N >= 2"):
         in_batch_jsd_mi(local[:1], glob[:1])
+    table = torch.randn(4, 4, generator=g)  # a plain table of pair scores: the diagonal is positive
+    eye = torch.eye(4, dtype=torch.bool)
+    assert float(pairwise_jsd_mi(table)) == pytest.approx(float(jsd_mi(table[eye], table[~eye])), rel=1e-6)
 
 
 def test_prior_losses_are_the_gan_terms():

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["categorical_code_nll", "categorical_mi_lower_bound", "gaussian_code_nll", "in_batch_jsd_mi", "jsd_mi",
-           "prior_discriminator_loss", "prior_generator_loss"]
+           "pairwise_jsd_mi", "prior_discriminator_loss", "prior_generator_loss"]
 
 
 def categorical_code_nll(logits: Tensor, c: Tensor) -> Tensor:
@@ -77,21 +77,35 @@ def jsd_mi(t_pos: Tensor, t_neg: Tensor) -> Tensor:
     return -F.softplus(-t_pos.float()).mean() - F.softplus(t_neg.float()).mean()
 
 
+def pairwise_jsd_mi(scores: Tensor) -> Tensor:
+    """:func:`jsd_mi` of a square table of pair scores ``(N, N, ...)``: ``[i, i]`` positive, ``[i, j != i]`` negative.
+
+    Trailing axes (e.g. locations) are averaged with the pairs. The two sets are selected by
+    masks (multiplied, not indexed), which keeps the backward pass deterministic on CUDA.
+    """
+    n = scores.shape[0]
+    if n < 2 or scores.ndim < 2 or scores.shape[1] != n:
+        raise ValueError(f"pairwise_jsd_mi: expected scores (N >= 2, N, ...), got {tuple(scores.shape)}")
+    s = scores.float()
+    eye = torch.eye(n, device=s.device, dtype=s.dtype).reshape(n, n, *([1] * (s.ndim - 2))).expand_as(s)
+    per = s[0, 0].numel()  # cells of each pair
+    e_pos = (F.softplus(-s) * eye).sum() / (n * per)
+    e_neg = (F.softplus(s) * (1 - eye)).sum() / (n * (n - 1) * per)
+    return -e_pos - e_neg
+
+
 def in_batch_jsd_mi(local: Tensor, global_: Tensor) -> Tensor:
     """Deep InfoMax's local-global JSD estimate with the other images of the batch as negatives.
 
     ``local (N, D, L)``: a D-dimensional embedding at each of L locations; ``global_ (N, D)``.
     Every pair is scored ``u[i, j, l] = <global_i, local_j[:, l]>``; ``i = j`` are positives,
     ``i != j`` negatives (``N >= 2``). Returns :func:`jsd_mi` of the two sets, each averaged
-    over its pairs and locations.
+    over its pairs and locations (:func:`pairwise_jsd_mi`).
     """
-    n = local.shape[0]
-    if n < 2 or global_.shape != local.shape[:2]:
+    if global_.shape != local.shape[:2]:
         raise ValueError(f"in_batch_jsd_mi: expected local (N >= 2, D, L) and global (N, D), got "
                          f"{tuple(local.shape)} and {tuple(global_.shape)}")
-    u = torch.einsum("id,jdl->ijl", global_.float(), local.float())  # (N, N, L)
-    eye = torch.eye(n, dtype=torch.bool, device=u.device)
-    return jsd_mi(u[eye], u[~eye])
+    return pairwise_jsd_mi(torch.einsum("id,jdl->ijl", global_.float(), local.float()))  # (N, N, L)
 
 
 def prior_discriminator_loss(t_prior: Tensor, t_code: Tensor) -> Tensor:

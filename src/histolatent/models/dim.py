@@ -28,7 +28,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from histolatent.losses.mi import in_batch_jsd_mi, jsd_mi
+from histolatent.losses.mi import in_batch_jsd_mi, pairwise_jsd_mi
 from histolatent.models.infomax import InfoMaxConfig, InfoMaxModel, spatial_mean
 from histolatent.models.registry import register_model
 
@@ -137,8 +137,7 @@ class DIM(InfoMaxModel):
             loss = loss - c.local_weight * terms["local_mi"]
         if self.global_critic is not None:
             t = self.global_critic(local, y)  # (N, N): diagonal = the image's own code
-            eye = torch.eye(t.shape[0], dtype=torch.bool, device=t.device)
-            terms["global_mi"] = jsd_mi(t[eye], t[~eye])
+            terms["global_mi"] = pairwise_jsd_mi(t)
             loss = loss - c.global_weight * terms["global_mi"]
         terms["loss"] = loss
         terms[self.CODE] = y
