@@ -130,6 +130,14 @@ def test_the_discriminator_learns_to_tell_an_image_from_its_deformed_copy():
     assert float(last["lsh"]) < 0.5 * float(first["lsh"])
 
 
+def test_validation_draws_the_same_deformations_every_time():
+    torch.manual_seed(0)
+    m = create_model("drl", **TINY).eval()
+    batch = {"image": _images(4)}
+    a, b = m.validation_step(batch), m.validation_step(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a) and "code" not in a
+
+
 def test_same_seed_same_weights_on_cpu():
     def run():
         torch.manual_seed(5)
