@@ -35,6 +35,10 @@ TINY: dict[str, dict] = {
     "nic-bigan": dict(image_size=32, pool=2, channels=[4, 4], code_size=4, gen_start=4, gen_channels=[4, 4],
                       disc_hidden=8),
     "mean-rgb": dict(image_size=8),
+    "drl": dict(image_size=16, widths=[4, 4], convs=[1, 1], local_block=2, fem_channels=2, disc_channels=[4, 4, 4],
+                prior_hidden=[4]),
+    "dim": dict(image_size=16, widths=[4, 4], convs=[1, 1], local_block=1, code_dim=2, mi_units=4, global_weight=0.5,
+                global_hidden=4, prior_hidden=[4]),
 }
 BATCH = 4
 

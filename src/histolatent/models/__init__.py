@@ -8,6 +8,8 @@ model. :func:`load_model` / :func:`save_weights` read and write a trained model'
 from histolatent.models import (  # noqa: F401  (importing a method's module registers it)
     autoencoder,
     colorizer,
+    dim,
+    drl,
     infogan,
     mean_rgb,
     nic_bigan,
