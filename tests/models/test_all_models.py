@@ -35,6 +35,8 @@ TINY: dict[str, dict] = {
     "nic-bigan": dict(image_size=32, pool=2, channels=[4, 4], code_size=4, gen_start=4, gen_channels=[4, 4],
                       disc_hidden=8),
     "mean-rgb": dict(image_size=8),
+    "slide-cnn": dict(in_channels=3, crop=12, filters=4, hidden=4),
+    "attention-mil": dict(in_channels=3, crop=6, instance_dim=4, attention_dim=3),
 }
 BATCH = 4
 
