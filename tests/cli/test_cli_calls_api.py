@@ -187,6 +187,7 @@ SPECS: dict[str, Any] = {
     "synth slide": lambda rec: _synth("write_slides", lesion="none"),
     "synth nic": lambda rec: _synth("write_nic"),
     "synth digits": lambda rec: _synth("write_digits"),
+    "synth grids": lambda rec: _synth("write_grids", size="24,32"),
 }
 
 
