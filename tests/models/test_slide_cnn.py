@@ -86,22 +86,21 @@ def test_l2_is_keras_sum_of_squared_kernels_added_to_the_loss():
     assert "l2" not in _tiny(l2=0).eval().batch_terms(batch)
 
 
-def test_regression_is_linear_with_mse_and_a_step_lowers_it():
+def test_regression_is_linear_with_mse_and_learns_a_value_of_the_crop():
     torch.manual_seed(0)
-    net = _tiny(task="regression")
+    net = _tiny(task="regression", dropout=0.0)
     batch = net.example_batch(8)
+    batch["label"] = 4 * batch["image"][:, 0].mean(dim=(1, 2))  # a value the crop shows
     net.eval()
     with torch.no_grad():
         out = net(batch["image"])
         before = net.batch_terms(batch)
     assert torch.equal(out["prediction"], out["logits"])
-    assert "mse" in before and abs(float(before["mse"]) - float(F.mse_loss(out["logits"], batch["label"]))) < 1e-6
+    assert abs(float(before["mse"]) - float(F.mse_loss(out["logits"], batch["label"]))) < 1e-6
     net.train()
     opts = PlainOptimizers(net.configure_optimizers())
-    for step in range(30):
-        net.training_step(batch, opts, step)
-    net.eval()
-    assert float(net.validation_step(batch)["mse"]) < float(before["mse"])
+    losses = [float(net.training_step(batch, opts, step)["mse"]) for step in range(60)]
+    assert losses[-1] < 0.3 * losses[0], losses
 
 
 def test_flatten_head_is_tied_to_the_crop():

@@ -29,3 +29,14 @@ def test_parameter_count_is_the_factorisation():
     assert conv.depthwise.bias is None  # as Keras: the depthwise step has no bias
     with pytest.raises(ValueError, match="odd"):
         SeparableConv2d(4, 4, 2)
+
+
+def test_keras_initialisation_keeps_the_scale_of_a_signal():
+    torch.manual_seed(0)
+    x = torch.randn(4, 64, 24, 24)
+    y = x
+    with torch.no_grad():
+        for _ in range(4):
+            y = SeparableConv2d(64, 64, 3)(y)
+    ratio = float(y[..., 4:-4, 4:-4].std() / x.std())  # away from the zero padding
+    assert 0.2 < ratio < 5, ratio

@@ -4,7 +4,11 @@ A ``k x k`` convolution from ``C_in`` to ``C_out`` channels factored into a dept
 ``k x k`` convolution (one filter per input channel) and a pointwise ``1 x 1`` convolution
 that mixes channels: ``C_in * k^2 + C_in * C_out`` weights instead of ``C_in * C_out * k^2``
 (NIC §3.2: fewer parameters for a CNN trained on a few hundred slides). As Keras'
-``SeparableConv2D``, the depthwise step has no bias and the pointwise one has.
+``SeparableConv2D`` (the authors' framework), the depthwise step has no bias and the pointwise
+one has. Both kernels start Glorot-uniform with a zero bias, the depthwise fans counted per
+channel (``k^2`` in, ``k^2`` out): a signal then keeps its scale through a stack of layers.
+PyTorch's default, and Keras' fans counted over all channels, shrink it several-fold a layer,
+which leaves an untrained 8-layer stack blind to its input until batch statistics catch up.
 
 Example
 -------
@@ -17,6 +21,8 @@ Example
 """
 
 from __future__ import annotations
+
+import math
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -50,6 +56,16 @@ class SeparableConv2d(nn.Module):
         self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, stride=stride, padding=pad,
                                    groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform kernels (depthwise fans per channel), zero bias."""
+        k2 = self.depthwise.kernel_size[0] * self.depthwise.kernel_size[1]
+        bound = math.sqrt(6.0 / (k2 + k2))  # one filter per channel: k^2 inputs, k^2 outputs
+        nn.init.uniform_(self.depthwise.weight, -bound, bound)
+        nn.init.xavier_uniform_(self.pointwise.weight)
+        if self.pointwise.bias is not None:
+            nn.init.zeros_(self.pointwise.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise(self.depthwise(x))

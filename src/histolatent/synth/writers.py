@@ -511,8 +511,8 @@ def write_nic(out: str | os.PathLike, *, n: int = 10, size: int = 3600, split: s
 
 
 def write_grids(out: str | os.PathLike, *, n: int = 48, size: tuple[int, int] = (48, 64), channels: int = 16,
-                strength: float = 2.0, balanced: bool = True, seed: int = 0, overwrite: bool = False,
-                progress: bool | None = None) -> Path:
+                strength: float = 2.0, radius: tuple[float, float] = (0.1, 0.25), balanced: bool = True,
+                seed: int = 0, overwrite: bool = False, progress: bool | None = None) -> Path:
     """A cohort of synthetic compressed slides (:mod:`histolatent.synth.grids`) ready for slide-level learning.
 
     Writes ``slide_XXXX.zarr`` (grid stores with verified manifests,
@@ -531,6 +531,8 @@ def write_grids(out: str | os.PathLike, *, n: int = 48, size: tuple[int, int] = 
         Code size C.
     strength : float
         Shift of lesion codes (noise SDs): smaller is harder.
+    radius : (lo, hi)
+        Lesion radius as fractions of a grid's shorter side: smaller is harder.
     balanced : bool
         Lesions in every other slide (otherwise with probability 0.5).
     seed : int
@@ -552,11 +554,13 @@ def write_grids(out: str | os.PathLike, *, n: int = 48, size: tuple[int, int] = 
     n = _count(n)
     channels = _count(channels, "channels")
     rows = []
-    params = dict(n=n, size=list(size), channels=channels, strength=strength, balanced=balanced, seed=seed)
+    params = dict(n=n, size=list(size), channels=channels, strength=strength, radius=list(radius), balanced=balanced,
+                  seed=seed)
     with _dataset(out, overwrite=overwrite, total=n, label="grids", progress=progress) as (tmp, bar):
         for i in range(n):
             s = seed32(seed, _GRID_SALT, i)
-            g = grid_slide(s, size=size, channels=channels, strength=strength, lesion=bool(i % 2) if balanced else None)
+            g = grid_slide(s, size=size, channels=channels, strength=strength, radius=radius,
+                           lesion=bool(i % 2) if balanced else None)
             name = f"slide_{i:04d}"
             write_slide_grid(tmp / f"{name}.zarr", g.grid, g.mask,
                              attrs={"encoder": "synth-grids", "synthetic": True, "seed": s})
