@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from histolatent.downstream.slide_cv import cross_validate_slides, slide_metric
+from histolatent.downstream.slide_cv import cross_validate_slides, slide_metric, train_slide_model
 from histolatent.errors import InputError
 from histolatent.metrics.auc import roc_auc
 from histolatent.metrics.correlation import spearman
@@ -96,3 +96,17 @@ def test_bad_setups_are_refused_before_training(cohort, tmp_path):
     with pytest.raises(InputError, match="at least 3"):
         cross_validate_slides(_config(cohort), out=tmp_path / "x", folds=2)
     assert np.isnan(slide_metric("binary", [1, 1], [0.2, 0.3]))  # one class: no AUC, not an error
+
+
+def test_train_slide_model_checks_the_config_then_fits_and_resumes(cohort, tmp_path):
+    cfg = _config(cohort)
+    cfg["train"]["checkpoint_every"] = 2
+    run = train_slide_model(cfg, out=tmp_path / "run")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["task"] == "binary" and saved["data"]["name"] == "grid-crops"
+    again = train_slide_model(resume=run, overrides=["train.steps=4"])
+    assert again == run and json.loads((run / "model.json").read_text())["step"] == 4
+    with pytest.raises(InputError, match="not a slide-level model"):
+        train_slide_model({**cfg, "model": {"name": "autoencoder"}}, out=tmp_path / "x")
+    with pytest.raises(InputError, match="grid-crops"):
+        train_slide_model({**cfg, "data": {"name": "digits"}}, out=tmp_path / "x")

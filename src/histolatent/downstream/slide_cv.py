@@ -45,7 +45,7 @@ from histolatent.models.slide_base import SlideModel
 from histolatent.train import fit
 from histolatent.train.config import validate_run_config
 
-__all__ = ["SlideCV", "cross_validate_slides", "slide_metric"]
+__all__ = ["SlideCV", "cross_validate_slides", "slide_metric", "train_slide_model"]
 
 #: What a task is scored by (NIC: AUC for metastasis, Spearman for proliferation).
 METRICS = {"binary": "auc", "regression": "spearman"}
@@ -118,6 +118,24 @@ def _config(config: Any, overrides: list[str] | None) -> tuple[dict, str]:
     if raw["model"].setdefault("task", task) != task:
         raise InputError(f"{source}: model.task {raw['model']['task']!r} differs from data.task {task!r}")
     return raw, source
+
+
+def train_slide_model(config: Mapping[str, Any] | str | os.PathLike | None = None, *,
+                      out: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                      resume: str | os.PathLike | None = None) -> Path:
+    """Train one slide model through :func:`histolatent.train.fit`; returns the run folder.
+
+    The config is checked as :func:`cross_validate_slides` checks it (a slide model on
+    ``grid-crops``, one task) before any work; ``data.splits`` (or the label table's
+    ``split`` column, or fold 0 of the default partitions) picks the slides. ``resume``
+    continues a run folder from its last checkpoint (its own config is used).
+    """
+    if resume is not None:
+        return fit(None, overrides=overrides, out=out, resume=resume)
+    if config is None:
+        raise InputError("config: give a run config (YAML) to start a run, or resume= to continue one")
+    raw, _ = _config(config, overrides)
+    return fit(raw, out=out)
 
 
 def cross_validate_slides(config: Mapping[str, Any] | str | os.PathLike, *, out: str | os.PathLike,
