@@ -11,11 +11,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from histolatent.downstream.slide_cv import cross_validate_slides, slide_metric, train_slide_model
+from histolatent.downstream.slide_cv import (
+    cross_validate_slides,
+    slide_metric,
+    slide_run_config,
+    train_slide_model,
+)
 from histolatent.errors import InputError
 from histolatent.metrics.auc import roc_auc
 from histolatent.metrics.correlation import spearman
 from histolatent.synth import write_grids
+from tests.conftest import REPO
 
 GRIDS = dict(size=(10, 12), channels=4, strength=4.0, radius=(0.25, 0.4))
 MODELS = {"slide-cnn": {"filters": 8, "hidden": 8}, "attention-mil": {"instance_dim": 8, "attention_dim": 4}}
@@ -83,6 +89,11 @@ def test_regression_is_scored_by_spearman(tmp_path):
     cv = cross_validate_slides(_config(root, "attention-mil", steps=2, task="regression"), out=tmp_path / "cv",
                                folds=3, crops=1, dihedral=False)
     assert cv.summary["metric"] == "spearman" and "spearman" in cv.folds
+    for row in cv.folds.itertuples():  # each round's model standardises by its own training labels
+        saved = yaml.safe_load(open(f"{row.run}/config.yaml"))
+        y = labels.set_index("slide_id").loc[saved["data"]["splits"]["train"], "lesion_fraction"]
+        assert saved["model"]["target_mean"] == pytest.approx(y.mean())
+        assert saved["model"]["target_std"] == pytest.approx(y.std(ddof=0))
     assert cv.summary["per_seed"][0] == pytest.approx(spearman(cv.predictions["label"], cv.predictions["prediction"]))
 
 
@@ -110,3 +121,16 @@ def test_train_slide_model_checks_the_config_then_fits_and_resumes(cohort, tmp_p
         train_slide_model({**cfg, "model": {"name": "autoencoder"}}, out=tmp_path / "x")
     with pytest.raises(InputError, match="grid-crops"):
         train_slide_model({**cfg, "data": {"name": "digits"}}, out=tmp_path / "x")
+
+
+@pytest.mark.parametrize("name", ["slide-cnn", "slide-cnn-cpu", "attention-mil", "attention-mil-cpu"])
+def test_shipped_slide_configs_are_valid_slide_runs(name):
+    raw, _ = slide_run_config(REPO / "configs" / f"{name}.yaml")
+    assert raw["model"]["crop"] == raw["data"]["crop"] and raw["model"]["task"] == raw["data"]["task"]
+    if name == "slide-cnn":  # the paper's defaults, written out
+        from histolatent.models.slide_cnn import SlideCNNConfig
+
+        assert {k: v for k, v in raw["model"].items() if k != "name"} == {
+            k: v for k, v in SlideCNNConfig().model_dump(mode="json").items() if k in raw["model"]}
+        assert raw["train"]["batch_size"] == 16 and raw["train"]["scheduler"]["factor"] == 0.1
+        assert raw["train"]["scheduler"]["min_lr"] == 1e-5

@@ -86,17 +86,18 @@ def test_l2_is_keras_sum_of_squared_kernels_added_to_the_loss():
     assert "l2" not in _tiny(l2=0).eval().batch_terms(batch)
 
 
-def test_regression_is_linear_with_mse_and_learns_a_value_of_the_crop():
+def test_regression_learns_standardised_labels_and_predicts_on_their_scale():
     torch.manual_seed(0)
-    net = _tiny(task="regression", dropout=0.0)
+    net = _tiny(task="regression", dropout=0.0, target_mean=50.0, target_std=10.0)
     batch = net.example_batch(8)
-    batch["label"] = 4 * batch["image"][:, 0].mean(dim=(1, 2))  # a value the crop shows
+    batch["label"] = 50 + 40 * batch["image"][:, 0].mean(dim=(1, 2))  # a value the crop shows, far from 0
     net.eval()
     with torch.no_grad():
         out = net(batch["image"])
         before = net.batch_terms(batch)
-    assert torch.equal(out["prediction"], out["logits"])
-    assert abs(float(before["mse"]) - float(F.mse_loss(out["logits"], batch["label"]))) < 1e-6
+    assert torch.allclose(out["prediction"], out["logits"] * 10 + 50)
+    want = F.mse_loss(out["logits"], (batch["label"] - 50) / 10)
+    assert abs(float(before["mse"]) - float(want)) < 1e-6
     net.train()
     opts = PlainOptimizers(net.configure_optimizers())
     losses = [float(net.training_step(batch, opts, step)["mse"]) for step in range(60)]

@@ -3,7 +3,7 @@
 A folder of grid stores (``<slide_id>.zarr``, :mod:`histolatent.io.grids`) and a label table
 (``slide_id,label``, CSV or Parquet, :func:`histolatent.io.labels.read_slide_labels`) become
 items ``{"image": (C, R, R) float32, "mask": (R, R) bool, "label": float32, "slide": int64,
-"centre": (2,) int64 (row, column), "dihedral": int64}``:
+"centre": (2,) int64 (row, column of the grid it was cut from), "dihedral": int64}``:
 
 * **train**: ``samples_per_slide`` items per slide and epoch (item ``i`` is slide
   ``i % slides``). The crop's centre is a tissue cell drawn in proportion to its distance to
@@ -46,7 +46,7 @@ from histolatent.io.grids import GRID_SUFFIX, GridStore, dihedral_transform, ver
 from histolatent.io.labels import read_slide_labels
 from histolatent.tissue.sampling import distance_to_background, sample_cells, spread_cells
 
-__all__ = ["GridCrops", "GridCropsConfig", "fold_splits", "slide_partitions"]
+__all__ = ["GridCrops", "GridCropsConfig", "fold_splits", "slide_partitions", "split_slides"]
 
 
 def slide_partitions(slide_ids: Sequence[str], labels: Sequence[float] | None = None, *, n: int = 4,
@@ -100,6 +100,34 @@ def fold_splits(partitions: Sequence[Sequence[str]], fold: int) -> dict[str, lis
     return {"train": train, "val": sorted(partitions[(f + 1) % n]), "test": sorted(partitions[f])}
 
 
+def split_slides(config: GridCropsConfig, split: str, table=None) -> list[str]:
+    """The slide ids of ``split``: ``config.splits``, else the label table's ``split`` column,
+    else fold 0 of :func:`slide_partitions` over the stores in ``config.root`` (every one labelled).
+
+    ``table`` is the label table when it has been read already.
+    """
+    if split not in SPLITS:
+        raise InputError(f"split {split!r}: expected one of {SPLITS}")
+    if config.splits is not None:
+        return list(config.splits.get(split, []))
+    table = read_slide_labels(config.labels, task=config.task) if table is None else table
+    if "split" in table.columns:
+        bad = sorted(set(table["split"].astype(str)) - set(SPLITS))
+        if bad:
+            raise InputError(f"data.labels {config.labels!r}: column 'split' holds {bad}; expected {SPLITS}")
+        return table.loc[table["split"].astype(str) == split, "slide_id"].tolist()
+    root = Path(config.root)
+    if not root.is_dir():
+        raise InputError(f"data.root: {str(root)!r} is not a folder")
+    stores = sorted(p.name.removesuffix(GRID_SUFFIX) for p in root.iterdir()
+                    if p.is_dir() and p.name.endswith(GRID_SUFFIX))
+    missing = sorted(set(stores) - set(table["slide_id"]))
+    if missing:
+        raise InputError(f"data.labels {config.labels!r}: no label for the grid(s) {missing[:10]} in {config.root!r}")
+    y = table.set_index("slide_id").loc[stores, "label"].to_numpy()
+    return fold_splits(slide_partitions(stores, y, n=4, seed=config.partition_seed), 0)[split]
+
+
 class GridCropsConfig(Config):
     root: str = Field(..., description="folder of grid stores <slide_id>.zarr")
     labels: str = Field(..., description="label table (CSV/TSV/Parquet): slide_id,label[,split]")
@@ -129,7 +157,7 @@ class GridCrops(Dataset):
             raise InputError(f"data.root: {str(root)!r} is not a folder")
         table = read_slide_labels(config.labels, task=config.task)
         labels = dict(zip(table["slide_id"], table["label"], strict=True))
-        ids = self._split_ids(table, root)
+        ids = split_slides(config, split, table)
         if not ids:
             raise InputError(f"data: the {split} split has no slides")
         unlabelled = [s for s in ids if s not in labels]
@@ -154,24 +182,6 @@ class GridCrops(Dataset):
         self._weights: dict[tuple[int, int], np.ndarray] = {}
         self._spread: dict[int, np.ndarray] = {}
         self.n = len(ids) * (config.samples_per_slide if split == "train" else config.eval_crops)
-
-    def _split_ids(self, table, root: Path) -> list[str]:
-        cfg = self.config
-        if cfg.splits is not None:
-            return list(cfg.splits.get(self.split, []))
-        if "split" in table.columns:
-            bad = sorted(set(table["split"].astype(str)) - set(SPLITS))
-            if bad:
-                raise InputError(f"data.labels {cfg.labels!r}: column 'split' holds {bad}; expected {SPLITS}")
-            return table.loc[table["split"].astype(str) == self.split, "slide_id"].tolist()
-        stores = sorted(p.name.removesuffix(GRID_SUFFIX) for p in root.iterdir()
-                        if p.is_dir() and p.name.endswith(GRID_SUFFIX))
-        known = set(table["slide_id"])
-        missing = [s for s in stores if s not in known]
-        if missing:
-            raise InputError(f"data.labels {cfg.labels!r}: no label for the grid(s) {missing[:10]} in {cfg.root!r}")
-        y = table.set_index("slide_id").loc[stores, "label"].to_numpy()
-        return fold_splits(slide_partitions(stores, y, n=4, seed=cfg.partition_seed), 0)[self.split]
 
     def __len__(self) -> int:
         return self.n

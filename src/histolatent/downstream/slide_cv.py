@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from histolatent.config import apply_overrides, load_yaml
-from histolatent.datasets.grid_crops import fold_splits, slide_partitions
+from histolatent.datasets.grid_crops import GridCropsConfig, fold_splits, slide_partitions, split_slides
 from histolatent.embed.slides import predict_grids
 from histolatent.errors import InputError
 from histolatent.io.atomic import write_text_atomic
@@ -45,7 +45,8 @@ from histolatent.models.slide_base import SlideModel
 from histolatent.train import fit
 from histolatent.train.config import validate_run_config
 
-__all__ = ["SlideCV", "cross_validate_slides", "slide_metric", "train_slide_model"]
+__all__ = ["SlideCV", "cross_validate_slides", "slide_metric", "slide_run_config", "train_slide_model",
+           "with_label_scale"]
 
 #: What a task is scored by (NIC: AUC for metastasis, Spearman for proliferation).
 METRICS = {"binary": "auc", "regression": "spearman"}
@@ -98,7 +99,10 @@ def _mean(values: Sequence[float]) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def _config(config: Any, overrides: list[str] | None) -> tuple[dict, str]:
+def slide_run_config(config: Any, overrides: list[str] | None = None) -> tuple[dict, str]:
+    """``(run config dict, source)``: ``config`` (mapping or YAML path) with ``overrides``, checked
+    to be a slide model on ``grid-crops`` data with one task (``model.task`` filled from
+    ``data.task``); every key validated. Errors name the source."""
     if isinstance(config, Mapping):
         raw, source = copy.deepcopy(dict(config)), "<config>"
     elif isinstance(config, (str, os.PathLike)):
@@ -120,6 +124,19 @@ def _config(config: Any, overrides: list[str] | None) -> tuple[dict, str]:
     return raw, source
 
 
+def with_label_scale(raw: dict, train_labels: Sequence[float]) -> dict:
+    """A copy of ``raw`` with a regression model's ``target_mean`` / ``target_std`` set from its
+    training labels (where the config does not set them); classification configs are copied as
+    they are."""
+    out = copy.deepcopy(raw)
+    if out["model"].get("task") != "regression":
+        return out
+    y = np.asarray(train_labels, dtype=np.float64)
+    out["model"].setdefault("target_mean", float(y.mean()) if len(y) else 0.0)
+    out["model"].setdefault("target_std", float(y.std()) if len(y) and y.std() > 0 else 1.0)
+    return out
+
+
 def train_slide_model(config: Mapping[str, Any] | str | os.PathLike | None = None, *,
                       out: str | os.PathLike | None = None, overrides: list[str] | None = None,
                       resume: str | os.PathLike | None = None) -> Path:
@@ -134,8 +151,12 @@ def train_slide_model(config: Mapping[str, Any] | str | os.PathLike | None = Non
         return fit(None, overrides=overrides, out=out, resume=resume)
     if config is None:
         raise InputError("config: give a run config (YAML) to start a run, or resume= to continue one")
-    raw, _ = _config(config, overrides)
-    return fit(raw, out=out)
+    raw, _ = slide_run_config(config, overrides)
+    data = GridCropsConfig(**{k: v for k, v in raw["data"].items() if k != "name"})
+    table = read_slide_labels(data.labels, task=data.task)
+    train = split_slides(data, "train", table)
+    truth = dict(zip(table["slide_id"], table["label"], strict=True))
+    return fit(with_label_scale(raw, [truth[s] for s in train if s in truth]), out=out)
 
 
 def cross_validate_slides(config: Mapping[str, Any] | str | os.PathLike, *, out: str | os.PathLike,
@@ -161,7 +182,7 @@ def cross_validate_slides(config: Mapping[str, Any] | str | os.PathLike, *, out:
     overrides : list of "a.b=value"
         Applied to ``config`` first.
     """
-    raw, source = _config(config, overrides)
+    raw, source = slide_run_config(config, overrides)
     data = raw["data"]
     task = data.get("task", "binary")
     if int(folds) < 3:
@@ -188,7 +209,7 @@ def cross_validate_slides(config: Mapping[str, Any] | str | os.PathLike, *, out:
     for seed in seeds:
         for f in range(int(folds)):
             splits = fold_splits(parts, f)
-            cfg = copy.deepcopy(raw)
+            cfg = with_label_scale(raw, [truth[s] for s in splits["train"]])
             cfg["data"]["splits"] = splits
             cfg.setdefault("train", {})["seed"] = int(seed)
             cfg["out"] = None

@@ -4,7 +4,9 @@ A slide model reads a crop of a compressed slide, ``x (N, C, R, R)`` float codes
 tissue mask ``(N, R, R)`` bool (background cells hold zero codes), and predicts the
 slide's label: a probability (``task="binary"``: sigmoid, binary cross-entropy) or a value
 (``task="regression"``: linear, mean squared error), as NIC's supplementary describes for
-Camelyon16 and TUPAC16. ``forward(x, mask)`` (= ``encode``) returns named parts with
+Camelyon16 and TUPAC16. A regression model learns the standardised label
+``(y - target_mean) / target_std`` and predicts on the label's scale, so that the loss does not
+vanish beside the weight penalty when labels are small numbers (a lesion fraction of 0.05). ``forward(x, mask)`` (= ``encode``) returns named parts with
 ``logits (N,)`` and ``prediction (N,)`` (the probability or the value) among them.
 
 Batches are ``{"image": (N, C, R, R), "mask": (N, R, R), "label": (N,) float}``
@@ -30,6 +32,9 @@ class SlideModelConfig(Config):
     in_channels: int = Field(128, ge=1, description="C: code size of the grids")
     crop: int = Field(400, ge=1, description="R: side of the grid crops, cells (the paper's 400)")
     task: Literal["binary", "regression"] = Field("binary", description="sigmoid + BCE, or linear + MSE")
+    target_mean: float = Field(0.0, description="regression: labels are standardised by this mean ...")
+    target_std: float = Field(1.0, gt=0, description="... and this SD for the loss; predictions are on the "
+                              "labels' scale (set from the training slides by slides train / cv)")
     lr: float = Field(1e-2, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
 
@@ -50,8 +55,9 @@ class SlideModel(LossTermsModel):
         return x, mask
 
     def prediction(self, logits: Tensor) -> Tensor:
-        """The probability (binary) or the value (regression) of ``logits``."""
-        return logits.sigmoid() if self.config.task == "binary" else logits
+        """The probability (binary) or the value on the labels' scale (regression) of ``logits``."""
+        c = self.config
+        return logits.sigmoid() if c.task == "binary" else logits * c.target_std + c.target_mean
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -72,8 +78,8 @@ class SlideModel(LossTermsModel):
             data = F.binary_cross_entropy_with_logits(logits, y)
             terms = {"bce": data, "accuracy": ((logits.detach() > 0) == (y > 0.5)).float().mean()}
         else:
-            data = F.mse_loss(logits, y)
-            terms = {"mse": data}
+            data = F.mse_loss(logits, (y - self.config.target_mean) / self.config.target_std)
+            terms = {"mse": data}  # of standardised labels
         reg = self.regularization()
         if reg is not None:
             terms["l2"] = reg
