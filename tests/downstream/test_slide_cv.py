@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tests.conftest import REPO
 
 from histolatent.downstream.slide_cv import (
     cross_validate_slides,
@@ -21,7 +22,6 @@ from histolatent.errors import InputError
 from histolatent.metrics.auc import roc_auc
 from histolatent.metrics.correlation import spearman
 from histolatent.synth import write_grids
-from tests.conftest import REPO
 
 GRIDS = dict(size=(10, 12), channels=4, strength=4.0, radius=(0.25, 0.4))
 MODELS = {"slide-cnn": {"filters": 8, "hidden": 8}, "attention-mil": {"instance_dim": 8, "attention_dim": 4}}

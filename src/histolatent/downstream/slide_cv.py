@@ -31,7 +31,12 @@ import numpy as np
 import pandas as pd
 
 from histolatent.config import apply_overrides, load_yaml
-from histolatent.datasets.grid_crops import GridCropsConfig, fold_splits, slide_partitions, split_slides
+from histolatent.datasets.grid_crops import (
+    GridCropsConfig,
+    fold_splits,
+    slide_partitions,
+    split_slides,
+)
 from histolatent.embed.slides import predict_grids
 from histolatent.errors import InputError
 from histolatent.io.atomic import write_text_atomic
