@@ -13,6 +13,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,15 @@ SPECS: dict[str, Any] = {
                                       [{"slide_id": "s", "status": "done"}])},
                                  {"slides": "s.svs", "encoder": "r", "out": "g"},
                                  alts={"precision": "bf16", "device": "cpu", "scheduler": "inline"}),
+    "slides train": lambda rec: Spec({"histolatent.downstream.slide_cv.train_slide_model": Path("run")},
+                                     {"config": "c.yaml"}, alts={"set_": ["train.steps=2"]}),
+    "slides predict": lambda rec: Spec({"histolatent.embed.slides.predict_grids": pd.DataFrame(
+                                           [{"slide_id": "s", "prediction": 0.5, "std": 0.1, "views": 8}])},
+                                       {"run": "r", "grids": ["g.zarr"]}, alts={"grids": ["g.zarr", "h.zarr"]}),
+    "slides cv": lambda rec: Spec({"histolatent.downstream.slide_cv.cross_validate_slides": SimpleNamespace(
+                                       summary={"model": "m", "metric": "auc", "mean": 1.0, "sd": 0.0, "seeds": [0],
+                                                "fold_mean": 1.0, "fold_sd": 0.0}, out=Path("cv"))},
+                                  {"config": "c.yaml", "out": "cv"}, alts={"seeds": "0,1", "set_": ["train.steps=2"]}),
     "synth cells": lambda rec: _synth("write_cells", preset="infogan-40", types="lymphocyte"),
     "synth tiles": lambda rec: _synth("write_tiles"),
     "synth rois": lambda rec: _synth("write_rois", grades="1,2,3"),
@@ -187,6 +197,7 @@ SPECS: dict[str, Any] = {
     "synth slide": lambda rec: _synth("write_slides", lesion="none"),
     "synth nic": lambda rec: _synth("write_nic"),
     "synth digits": lambda rec: _synth("write_digits"),
+    "synth grids": lambda rec: _synth("write_grids", size="24,32"),
 }
 
 

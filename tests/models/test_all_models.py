@@ -39,6 +39,8 @@ TINY: dict[str, dict] = {
                 prior_hidden=[4]),
     "dim": dict(image_size=16, widths=[4, 4], convs=[1, 1], local_block=1, code_dim=2, mi_units=4, global_weight=0.5,
                 global_hidden=4, prior_hidden=[4]),
+    "slide-cnn": dict(in_channels=3, crop=12, filters=4, hidden=4),
+    "attention-mil": dict(in_channels=3, crop=6, instance_dim=4, attention_dim=3),
 }
 BATCH = 4
 

@@ -41,6 +41,7 @@ def build_app() -> typer.Typer:
         runs,
         samples,
         slide,
+        slides,
         stain,
         synth,
         train,
@@ -50,7 +51,8 @@ def build_app() -> typer.Typer:
     for name, module in (("info", info), ("samples", samples), ("train", train), ("demo", demo), ("bench", bench),
                          ("embed", embed), ("probe", probe), ("cluster", cluster), ("compress", compress)):
         app.command(name, help=module.command.__doc__)(module.command)
-    for name, module in (("runs", runs), ("slide", slide), ("stain", stain), ("nuclei", nuclei), ("synth", synth)):
+    for name, module in (("runs", runs), ("slide", slide), ("slides", slides), ("stain", stain), ("nuclei", nuclei),
+                         ("synth", synth)):
         app.add_typer(module.app, name=name)
     _built = True
     return app

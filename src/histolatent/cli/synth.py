@@ -106,6 +106,23 @@ def nic(out: Path = _OUT, n: int = typer.Option(10, help="Number of images."),
                              overwrite=overwrite), n, "NIC images")
 
 
+@app.command("grids")
+def grids(out: Path = _OUT, n: int = typer.Option(48, help="Number of slides."),
+          size: str = typer.Option("48,64", help="Largest grid, rows,columns (cells); sides vary per slide."),
+          channels: int = typer.Option(16, help="Code size C."),
+          strength: float = typer.Option(2.0, help="Shift of lesion codes in noise SDs (smaller is harder)."),
+          balanced: bool = typer.Option(True, "--balanced/--random-labels", help="A lesion in every other slide."),
+          seed: int = _SEED, overwrite: bool = _OVER) -> None:
+    """Compressed slides with a known lesion (grid stores + labels.csv) for slide-level learning."""
+    dims = numbers(size, "--size")
+    if len(dims) != 2:
+        from histolatent.errors import InputError
+
+        raise InputError(f"--size: expected rows,columns, got {size!r}")
+    _done(_synth().write_grids(out, n=n, size=(int(dims[0]), int(dims[1])), channels=channels, strength=strength,
+                               balanced=balanced, seed=seed, overwrite=overwrite), n, "grids")
+
+
 @app.command("digits")
 def digits(out: Path = _OUT, n: int = typer.Option(10000, help="Number of images (or canvases)."),
            mode: str = typer.Option("U", help="N: rotation ~ N(0, pi^2/16); U: rotation ~ U(0, 2 pi)."),

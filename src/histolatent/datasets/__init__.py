@@ -6,6 +6,7 @@ module is added here.
 
 from histolatent.datasets import (  # noqa: F401  (each module registers its datasets)
     digits,
+    grid_crops,
     nic_patches,
     nuclei_tiles,
     synth_cells,

@@ -35,6 +35,10 @@ equals the grid of the transformed slide when the tiles cover the slide exactly
 (``(n - 1) * stride + tile`` = its size on both axes); otherwise it is the grid of the
 covered part, transformed.
 
+The store's reading side (manifest, checksum, :func:`verify_grid`, :func:`read_slide_grid`,
+windows of a grid) is :mod:`histolatent.io.grids`, below every package that reads grids;
+its names are re-exported here.
+
 **Bounded memory.** The slide is read in regions of about 512 x 2048 level pixels in tile
 order (:meth:`~histolatent.io.slide.Slide.read_tiles`: through the native-tile fast path
 where the slide has one, each native tile decoded about once), the next region read by a
@@ -46,7 +50,6 @@ leaves no half-written store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -62,6 +65,17 @@ import torch
 from histolatent.embed.encode import PRECISIONS, encode_images, module_device, weights_hash
 from histolatent.errors import InputError
 from histolatent.io.atomic import atomic_dir
+from histolatent.io.grids import (
+    GRID_FORMAT,
+    MANIFEST,
+    check_dihedral_k,
+    dihedral_transform,
+    grid_checksum,
+    grid_manifest,
+    read_manifest,
+    read_slide_grid,
+    verify_grid,
+)
 from histolatent.io.image import check_mpp, tensor_from_rgb8
 from histolatent.progress import progress as progress_meter
 
@@ -69,10 +83,6 @@ __all__ = ["MANIFEST", "compress_slide", "dihedral_index", "dihedral_matrix", "e
            "grid_affine", "grid_checksum", "read_manifest", "read_slide_grid", "resolve_encoder",
            "verify_grid"]
 
-#: Name of the manifest inside a grid store.
-MANIFEST = "manifest.json"
-#: Version of the store layout written here.
-GRID_FORMAT = 2
 #: Grid rows per zarr chunk and per write band; cells per chunk side of dihedral grids.
 _CHUNK = 32
 #: Level pixels of one read region (height, width).
@@ -152,12 +162,6 @@ def grid_affine(stride0: float, origin: tuple[float, float] = (0.0, 0.0)) -> lis
 
 
 # -- the dihedral group on grids ------------------------------------------------------------
-def _check_k(k: int) -> tuple[int, int]:
-    if not 0 <= int(k) < 8:
-        raise InputError(f"dihedral k: expected 0..7, got {k}")
-    return int(k) // 4, int(k) % 4
-
-
 def dihedral_index(k: int, i: Any, j: Any, shape: tuple[int, int]) -> tuple[Any, Any, tuple[int, int]]:
     """Where cell ``(i, j)`` of an ``(H, W)`` grid lands in the grid of the slide transformed by ``k``.
 
@@ -168,7 +172,7 @@ def dihedral_index(k: int, i: Any, j: Any, shape: tuple[int, int]) -> tuple[Any,
     >>> dihedral_index(1, 0, 0, (2, 3))   # the top-left cell, one quarter turn: bottom-left
     (2, 0, (3, 2))
     """
-    flip, r = _check_k(k)
+    flip, r = check_dihedral_k(k)
     h, w = int(shape[0]), int(shape[1])
     if flip:
         j = w - 1 - j
@@ -190,18 +194,10 @@ def dihedral_matrix(k: int, shape: tuple[int, int]) -> list[list[int]]:
 
 def _transform_tiles(x: torch.Tensor, k: int) -> torch.Tensor:
     """The tiles ``(N, 3, h, w)`` transformed by ``k`` (as the slide is)."""
-    flip, r = _check_k(k)
+    flip, r = check_dihedral_k(k)
     if flip:
         x = x.flip(-1)
     return torch.rot90(x, r, dims=(-2, -1)) if r else x
-
-
-def _transform_block(a: np.ndarray, k: int) -> np.ndarray:
-    """A block ``(..., rows, cols)`` of a grid transformed by ``k`` (its last two axes)."""
-    flip, r = _check_k(k)
-    if flip:
-        a = a[..., ::-1]
-    return np.rot90(a, r, axes=(-2, -1)) if r else a
 
 
 def _device(model: Any, device: str | None) -> torch.device:
@@ -366,7 +362,7 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
             n_tiles = _write_grid(tmp, mask, channels, ks, attrs, rows_per_read, cols_per_read, read, encode,
                                   stages, prefetch, int(batch_size), progress)
             tw = time.perf_counter()
-            checksum = grid_checksum(tmp)
+            manifest = grid_manifest(tmp, attrs, store=out.name)
             stages["write"] += time.perf_counter() - tw
             native1 = handle.native_seconds()
             if native0 is not None and native1 is not None:  # the native path splits reading from decoding
@@ -375,13 +371,10 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
                 stages["read"], stages["decode"] = nr, nd
             else:
                 stages["decode"] = None  # the backend reads and decodes in one call
-            manifest = {"format": GRID_FORMAT, "slide": handle.name, "store": out.name,
-                        "shape": _store_shape(tmp), "dtype": "float16", "encoder": name, "weights_hash": digest,
-                        "options": _options(attrs), "checksum": checksum, "n_tissue_tiles": int(n_tiles),
-                        "n_cells": int(ny * nx), "stage_seconds": {k: (None if v is None else round(v, 4))
-                                                                   for k, v in stages.items()},
-                        "seconds": round(time.perf_counter() - t_start, 4), "native_tiles": native0 is not None,
-                        "device": str(dev)}
+            manifest.update(n_tissue_tiles=int(n_tiles), n_cells=int(ny * nx),
+                            stage_seconds={k: (None if v is None else round(v, 4)) for k, v in stages.items()},
+                            seconds=round(time.perf_counter() - t_start, 4), native_tiles=native0 is not None,
+                            device=str(dev))
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     finally:
         if owned:
@@ -392,18 +385,6 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
 def embed_slide_grid(encoder: Any, slide: Any, out: str | os.PathLike, **options: Any) -> Path:
     """:func:`compress_slide` with the encoder first (the older spelling; same store)."""
     return compress_slide(slide, encoder, out, **options)
-
-
-def _options(attrs: dict) -> dict:
-    """The options that make two grids of one slide comparable (what a resume must match)."""
-    return {k: attrs.get(k) for k in ("mpp", "tile_px", "stride_px", "min_tissue", "part", "precision", "dihedral",
-                                      "encoder", "weights_hash")}
-
-
-def _store_shape(path: Path) -> list[int]:
-    import zarr
-
-    return list(zarr.open_group(str(path), mode="r")["grid"].shape)
 
 
 def _prefetched(blocks: list, read: Any, enabled: bool) -> Iterator[tuple[Any, Any]]:
@@ -441,7 +422,7 @@ def _write_grid(path: Path, mask: np.ndarray, channels: int, ks: tuple[int, ...]
                                  dtype="float16", fill_value=0)
         masks = np.zeros((8, side, side), bool)
         for k in ks:
-            mk = _transform_block(mask, k)
+            mk = dihedral_transform(mask, k)
             masks[k, :mk.shape[0], :mk.shape[1]] = mk
         root.create_array("mask", shape=masks.shape, chunks=(1, side, side), dtype="bool", fill_value=False)[:] = masks
     total = int(mask.sum())
@@ -472,7 +453,7 @@ def _write_grid(path: Path, mask: np.ndarray, channels: int, ks: tuple[int, ...]
                 grid[:, r0:r1, :] = codes[0].astype(np.float16)
             else:
                 for k in ks:
-                    blk = _transform_block(codes[k], k).astype(np.float16)
+                    blk = dihedral_transform(codes[k], k).astype(np.float16)
                     ia, ja, _ = dihedral_index(k, r0, 0, (ny, nx))
                     ib, jb, _ = dihedral_index(k, r1 - 1, nx - 1, (ny, nx))
                     top, left = min(ia, ib), min(ja, jb)
@@ -501,66 +482,3 @@ def _encode_pending(pending: list, codes: np.ndarray, r0: int, batch_size: int, 
     if take < n:
         pending.append((ii[take:], jj[take:], patches[take:]))
     bar.advance(take)
-
-
-def grid_checksum(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a store's ``grid`` and ``mask``: shapes, dtypes and bytes, read in bands."""
-    import zarr
-
-    root = zarr.open_group(str(path), mode="r")
-    h = hashlib.sha256()
-    for name in ("grid", "mask"):
-        arr = root[name]
-        h.update(f"{name}|{arr.dtype}|{tuple(arr.shape)}|".encode())
-        rows = arr.shape[-2]
-        for r0 in range(0, rows, _CHUNK):
-            h.update(np.ascontiguousarray(arr[..., r0:r0 + _CHUNK, :]).tobytes())
-    return h.hexdigest()
-
-
-def read_manifest(path: str | os.PathLike) -> dict | None:
-    """The manifest of a grid store, or None when there is none (or it does not parse)."""
-    try:
-        return json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def verify_grid(path: str | os.PathLike, expect: dict | None = None) -> str | None:
-    """Why the store at ``path`` is not a finished grid, or None when its manifest verifies.
-
-    Verifies: the manifest exists and parses; the arrays open with the shape and dtype it
-    records; their checksum (:func:`grid_checksum`) is the one it records; and each of
-    ``expect`` (options such as ``mpp``, ``weights_hash``, ``dihedral``) matches it.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        return "no store"
-    manifest = read_manifest(path)
-    if manifest is None:
-        return "no manifest (unfinished or foreign store)"
-    try:
-        shape = _store_shape(path)
-        if shape != manifest.get("shape"):
-            return f"grid shape {shape} differs from the manifest's {manifest.get('shape')}"
-        if grid_checksum(path) != manifest.get("checksum"):
-            return "checksum differs from the manifest's (corrupt or half-written)"
-    except Exception as err:  # zarr raises many kinds on a damaged store
-        return f"unreadable store ({type(err).__name__}: {err})"
-    for key, want in (expect or {}).items():
-        have = manifest.get("options", {}).get(key)
-        if have != want:
-            return f"{key} is {have!r}, expected {want!r}"
-    return None
-
-
-def read_slide_grid(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """A slide grid written by :func:`compress_slide`: ``(grid float16, mask bool, attrs)``."""
-    import zarr
-
-    path = Path(path)
-    try:
-        root = zarr.open_group(str(path), mode="r")
-        return root["grid"][...], root["mask"][...], dict(root.attrs)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        raise InputError(f"slide grid {str(path)!r}: not a slide grid ({err})") from None

@@ -192,6 +192,27 @@ def cell_table_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(raw.decode()) if raw else {}
 
 
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a DataFrame atomically as Parquet (``.parquet``) or CSV (``.csv``), by the suffix of ``path``.
+
+    >>> import tempfile
+    >>> out = write_table(pd.DataFrame({"slide_id": ["a"], "prediction": [0.5]}),
+    ...                   Path(tempfile.mkdtemp()) / "p.csv")
+    >>> out.read_text().splitlines()
+    ['slide_id,prediction', 'a,0.5']
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise InputError(f"{str(path)!r}: expected a .parquet or .csv output file")
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False)
+    return path
+
+
 def write_arrow_table(table: Any, path: str | os.PathLike, *, compression: str = "zstd") -> Path:
     """Write a ``pyarrow.Table`` (schema metadata included) to Parquet atomically; returns the path."""
     import pyarrow.parquet as pq

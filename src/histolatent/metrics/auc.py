@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["multiclass_auc", "one_vs_rest_aucs", "roc_auc"]
+__all__ = ["average_ranks", "multiclass_auc", "one_vs_rest_aucs", "roc_auc"]
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x`` with ties given their average rank."""
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x`` (1-D) with ties given their average rank.
+
+    >>> average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
     n = len(x)
@@ -45,7 +49,7 @@ def roc_auc(y_true, score) -> float:
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"roc_auc needs both classes; got {n_pos} positives and {n_neg} negatives")
-    ranks = _average_ranks(s)
+    ranks = average_ranks(s)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 

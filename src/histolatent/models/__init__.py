@@ -6,6 +6,7 @@ model. :func:`load_model` / :func:`save_weights` read and write a trained model'
 """
 
 from histolatent.models import (  # noqa: F401  (importing a method's module registers it)
+    attention_mil,
     autoencoder,
     colorizer,
     dim,
@@ -17,6 +18,7 @@ from histolatent.models import (  # noqa: F401  (importing a method's module reg
     nic_siamese,
     nic_vae,
     se2n_vae,
+    slide_cnn,
     spatial_vae,
     target_vae,
     unet,

@@ -88,23 +88,28 @@ class RepresentationModel(nn.Module):
 
 
 class LossTermsModel(RepresentationModel):
-    """A model trained by one Adam (``config.lr``) on the ``"loss"`` of :meth:`loss_terms`.
+    """A model trained by one Adam (``config.lr``) on the ``"loss"`` of :meth:`batch_terms`.
 
-    Subclasses implement ``loss_terms(x) -> {"loss": ..., other terms}`` on ``batch["image"]``;
-    training logs every term (detached) and validation averages them.
+    Subclasses implement ``loss_terms(x) -> {"loss": ..., other terms}`` on ``batch["image"]``,
+    or :meth:`batch_terms` when the loss needs more of the batch (labels, masks); training
+    logs every term (detached) and validation averages them.
     """
 
     def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def batch_terms(self, batch: Batch) -> dict[str, Tensor]:
+        """The loss terms of one batch (default: :meth:`loss_terms` of ``batch["image"]``)."""
+        return self.loss_terms(batch["image"])
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
 
     def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch["image"])
+        terms = self.batch_terms(batch)
         optimizers.update(terms["loss"], "main")
         return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
     def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss_terms(batch["image"])
+        return self.batch_terms(batch)

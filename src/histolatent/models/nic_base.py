@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from histolatent.config import Config
-from histolatent.models.base import Batch, Optimizers, RepresentationModel
+from histolatent.models.base import LossTermsModel
 from histolatent.nn.nic import NICEncoder, to_signed
 
 #: The VAE/contrastive/supervised encoder of the histopathology experiments: 5 strided convs
@@ -49,8 +49,12 @@ class NICConfig(Config):
         return self.image_size // self.pool
 
 
-class NICModel(RepresentationModel):
-    """Base of the NIC encoders: input checks, pooling/scaling and the shared encoder builder."""
+class NICModel(LossTermsModel):
+    """Base of the NIC encoders: input checks, pooling/scaling and the shared encoder builder.
+
+    The one-Adam encoders write ``batch_terms(batch)``; :class:`LossTermsModel` turns it into the
+    update rule and the validation terms.
+    """
 
     def _encoder(self, out_dim: int, *, order: str = "bn_act") -> NICEncoder:
         c = self.config
@@ -64,19 +68,6 @@ class NICModel(RepresentationModel):
             raise ValueError(f"{self.registry_name}: expected (N, {c.in_channels}, {c.image_size}, {c.image_size}) "
                              f"images in [0, 1], got {tuple(x.shape)}")
         return to_signed(x.to(self.device, torch.float32), c.pool)
-
-    def batch_terms(self, batch: Batch) -> dict[str, Tensor]:
-        """``{"loss": ..., other terms}`` of one batch, for the one-Adam encoders."""
-        raise NotImplementedError
-
-    def training_step(self, batch: Batch, optimizers: Optimizers, step: int) -> dict[str, Tensor]:
-        terms = self.batch_terms(batch)
-        optimizers.update(terms["loss"], "main")
-        return {k: v.detach() for k, v in terms.items()}
-
-    @torch.no_grad()
-    def validation_step(self, batch: Batch) -> dict[str, Tensor]:
-        return self.batch_terms(batch)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr, betas=tuple(self.config.betas))}

@@ -12,7 +12,8 @@ Main entry points
 - data set folders with manifests, one per ``histolatent synth`` command (in
   :mod:`histolatent.synth.writers`): :func:`write_cells`, :func:`write_tiles`,
   :func:`write_rois`, :func:`write_stain_pairs`, :func:`write_slides`, :func:`write_nic`,
-  :func:`write_digits`
+  :func:`write_grids`, :func:`write_digits`
+- :func:`grid_slide` (a compressed slide with a known lesion, :mod:`histolatent.synth.grids`)
 - :func:`nic_image`, :func:`nic_slide`
 - :func:`rotated_digits`, :func:`multi_digit_canvas`
 - :func:`realism_table`, :func:`realism_figure` (in :mod:`histolatent.synth.figures`)
@@ -20,6 +21,7 @@ Main entry points
 
 from histolatent.synth.cells import RoiSet, cell_patches, roi_set
 from histolatent.synth.digits import multi_digit_canvas, rotated_digits, split_indices
+from histolatent.synth.grids import GridSlide, grid_slide
 from histolatent.synth.nic import NicImage, nic_image, nic_slide
 from histolatent.synth.render import (
     StainPair,
@@ -44,6 +46,7 @@ from histolatent.synth.tissue import PRESETS, REGIONS, TYPE_IDS, TYPES, Blob, Ti
 from histolatent.synth.writers import (
     write_cells,
     write_digits,
+    write_grids,
     write_nic,
     write_rois,
     write_slides,
@@ -67,10 +70,10 @@ def realism_figure(out_path, **kwargs):
 
 
 __all__ = [
-    "CLEAN", "PRESETS", "REFERENCE_MATRIX", "REGIONS", "TYPES", "TYPE_IDS", "Blob", "Lesion",
+    "CLEAN", "PRESETS", "REFERENCE_MATRIX", "REGIONS", "TYPES", "TYPE_IDS", "Blob", "GridSlide", "Lesion",
     "NicImage", "RoiSet", "Scanner", "SlideTruth", "Stain", "StainPair", "SynthTile", "TissueSpec", "World",
-    "cell_patches", "clean_rgb", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
+    "cell_patches", "clean_rgb", "grid_slide", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
     "realism_table", "render_region", "render_tile", "rerender", "roi_set", "rotated_digits", "site_scanner",
-    "site_stain", "split_indices", "stain_pair", "stain_pairs", "write_cells", "write_digits", "write_nic",
+    "site_stain", "split_indices", "stain_pair", "stain_pairs", "write_cells", "write_digits", "write_grids", "write_nic",
     "write_rois", "write_slide", "write_slides", "write_stain_pairs", "write_tiles",
 ]

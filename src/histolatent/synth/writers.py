@@ -9,6 +9,7 @@ function                    writes                                command
 :func:`write_stain_pairs`   one tissue under two stains           ``synth stain-pairs``
 :func:`write_slides`        pyramidal TIFF slides with a lesion   ``synth slide``
 :func:`write_nic`           NIC's tilted-rectangle digit images   ``synth nic``
+:func:`write_grids`         compressed slides (grids) + labels    ``synth grids``
 :func:`write_digits`        rotated / translated digits           ``synth digits``
 =========================== ===================================== =======================
 
@@ -42,14 +43,14 @@ from histolatent.progress import progress as progress_bar
 from histolatent.synth.export import write_manifest, write_png
 from histolatent.synth.noise import seed32
 
-__all__ = ["write_cells", "write_digits", "write_nic", "write_rois", "write_slides", "write_stain_pairs",
-           "write_tiles"]
+__all__ = ["write_cells", "write_digits", "write_grids", "write_nic", "write_rois", "write_slides",
+           "write_stain_pairs", "write_tiles"]
 
 #: Cell patches are rendered this many at a time (bounds the memory of a chunk).
 CELL_CHUNK = 256
 # Salts of the per-item seeds, one per data set kind: item i of a kind has seed
 # seed32(seed, SALT, i), so two kinds never share the worlds of one seed.
-_TILE_SALT, _SLIDE_SALT, _NIC_SALT = 0x711E, 0x511D, 0x41C
+_TILE_SALT, _SLIDE_SALT, _NIC_SALT, _GRID_SALT = 0x711E, 0x511D, 0x41C, 0x6D1D
 
 
 @contextlib.contextmanager
@@ -506,6 +507,71 @@ def write_nic(out: str | os.PathLike, *, n: int = 10, size: int = 3600, split: s
         pd.concat(digits, ignore_index=True).to_parquet(tmp / "digits.parquet", index=False)
         write_manifest(tmp, pd.DataFrame(rows), kind="nic", params=params,
                        extra={"files": {"digits": "digits.parquet"}})
+    return Path(out)
+
+
+def write_grids(out: str | os.PathLike, *, n: int = 48, size: tuple[int, int] = (48, 64), channels: int = 16,
+                strength: float = 2.0, radius: tuple[float, float] = (0.1, 0.25), balanced: bool = True,
+                seed: int = 0, overwrite: bool = False, progress: bool | None = None) -> Path:
+    """A cohort of synthetic compressed slides (:mod:`histolatent.synth.grids`) ready for slide-level learning.
+
+    Writes ``slide_XXXX.zarr`` (grid stores with verified manifests,
+    :func:`histolatent.io.grids.write_slide_grid`), ``slide_XXXX_lesion.png`` (the lesion at grid
+    resolution, 255 inside), ``labels.csv`` (``slide_id,label,lesion_fraction``) and the manifest.
+
+    Parameters
+    ----------
+    out : path-like
+        Output folder.
+    n : int
+        Number of slides; slide ``i`` has seed ``seed32(seed, 0x6D1D, i)``.
+    size : (H, W)
+        Largest grid (cells); sides vary per slide.
+    channels : int
+        Code size C.
+    strength : float
+        Shift of lesion codes (noise SDs): smaller is harder.
+    radius : (lo, hi)
+        Lesion radius as fractions of a grid's shorter side: smaller is harder.
+    balanced : bool
+        Lesions in every other slide (otherwise with probability 0.5).
+    seed : int
+    overwrite, progress
+        See the module docstring.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from histolatent.synth import write_grids
+    >>> out = write_grids(tempfile.mkdtemp(), n=2, size=(8, 12), channels=3, seed=1)
+    >>> pd.read_csv(out / "labels.csv")[["slide_id", "label"]].values.tolist()
+    [['slide_0000', 0], ['slide_0001', 1]]
+    """
+    from histolatent.io.grids import write_slide_grid
+    from histolatent.synth.grids import grid_slide
+
+    n = _count(n)
+    channels = _count(channels, "channels")
+    rows = []
+    params = dict(n=n, size=list(size), channels=channels, strength=strength, radius=list(radius), balanced=balanced,
+                  seed=seed)
+    with _dataset(out, overwrite=overwrite, total=n, label="grids", progress=progress) as (tmp, bar):
+        for i in range(n):
+            s = seed32(seed, _GRID_SALT, i)
+            g = grid_slide(s, size=size, channels=channels, strength=strength, radius=radius,
+                           lesion=bool(i % 2) if balanced else None)
+            name = f"slide_{i:04d}"
+            write_slide_grid(tmp / f"{name}.zarr", g.grid, g.mask,
+                             attrs={"encoder": "synth-grids", "synthetic": True, "seed": s})
+            write_png(tmp / f"{name}_lesion.png", g.lesion.astype(np.uint8) * 255)
+            rows.append({"slide_id": name, "label": g.label, "lesion_fraction": g.lesion_fraction,
+                         "store": f"{name}.zarr", "lesion_mask": f"{name}_lesion.png", "height": g.mask.shape[0],
+                         "width": g.mask.shape[1], "tissue_cells": int(g.mask.sum()), "seed": s})
+            bar.advance()
+        table = pd.DataFrame(rows)
+        table[["slide_id", "label", "lesion_fraction"]].to_csv(tmp / "labels.csv", index=False)
+        write_manifest(tmp, table, kind="grids", params=params, extra={"files": {"labels": "labels.csv"}})
     return Path(out)
 
 

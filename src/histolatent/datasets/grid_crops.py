@@ -1,0 +1,225 @@
+"""``grid-crops``: random crops of compressed slides with their slide labels (NIC §3.2).
+
+A folder of grid stores (``<slide_id>.zarr``, :mod:`histolatent.io.grids`) and a label table
+(``slide_id,label``, CSV or Parquet, :func:`histolatent.io.labels.read_slide_labels`) become
+items ``{"image": (C, R, R) float32, "mask": (R, R) bool, "label": float32, "slide": int64,
+"centre": (2,) int64 (row, column of the grid it was cut from), "dihedral": int64}``:
+
+* **train**: ``samples_per_slide`` items per slide and epoch (item ``i`` is slide
+  ``i % slides``). The crop's centre is a tissue cell drawn in proportion to its distance to
+  background (:func:`histolatent.tissue.sampling.sample_cells`): dense tissue more often,
+  background never. With ``dihedral``, a random one of the 8 flips/quarter turns: the stored
+  grid of that transform in a dihedral store (the paper encoded each slide 8 times), else
+  the transform of the crop array.
+* **val / test**: ``eval_crops`` crops per slide, centred on tissue cells spread over the
+  tissue (:func:`~histolatent.tissue.sampling.spread_cells`), untransformed.
+
+Crops are read by slicing the zarr array (never the whole grid) and are zero where they
+leave the grid; the mask is False there. Every item is a pure function of
+``(seed, split, index)``.
+
+Which slides form each split: ``splits`` (slide ids per split; what cross-validation
+writes), else a ``split`` column of the label table, else fold 0 of
+:func:`slide_partitions` (4 label-stratified partitions from ``partition_seed``: 2 train,
+1 val, 1 test, the paper's protocol).
+
+Checked on entry, with errors naming the input: a split's slide without a label or without
+a store, a store whose manifest does not verify (``verify``), stores of different code sizes,
+and labels of the wrong kind for ``task``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.data import Dataset
+
+from histolatent.config import Config
+from histolatent.datasets.registry import SPLITS, register_dataset
+from histolatent.errors import InputError
+from histolatent.io.grids import GRID_SUFFIX, GridStore, dihedral_transform, verify_grid
+from histolatent.io.labels import read_slide_labels
+from histolatent.tissue.sampling import distance_to_background, sample_cells, spread_cells
+
+__all__ = ["GridCrops", "GridCropsConfig", "fold_splits", "slide_partitions", "split_slides"]
+
+
+def slide_partitions(slide_ids: Sequence[str], labels: Sequence[float] | None = None, *, n: int = 4,
+                     seed: int = 0) -> list[list[str]]:
+    """Slides dealt into ``n`` partitions of sizes differing by at most one, stratified by label.
+
+    Slides are ordered by label (ties in a random order), cut into consecutive runs of ``n``,
+    and each run is dealt to the partitions in a random order: every partition gets one slide
+    of each run, so classes (or the range of a score) are spread evenly. The result depends
+    on the set of slides and labels, not on their order, and on ``seed``.
+
+    >>> slide_partitions(["a", "b", "c", "d", "e"], [0, 0, 1, 1, 1], n=2, seed=0)
+    [['a', 'c', 'e'], ['b', 'd']]
+    """
+    ids = [str(s) for s in slide_ids]
+    if len(set(ids)) != len(ids):
+        raise InputError("slide_partitions: slide ids must be unique")
+    if int(n) < 1 or len(ids) < int(n):
+        raise InputError(f"slide_partitions: {len(ids)} slides cannot fill {n} partitions")
+    y = np.zeros(len(ids)) if labels is None else np.asarray(labels, dtype=np.float64)
+    if y.shape != (len(ids),):
+        raise InputError(f"slide_partitions: {len(ids)} slides but {y.size} labels")
+    rng = np.random.default_rng(seed)
+    canon = np.lexsort((np.array(ids), y))  # the same slides give the same order, whatever came in
+    ties = rng.permutation(len(ids))
+    order = canon[np.lexsort((ties, y[canon]))]
+    parts: list[list[str]] = [[] for _ in range(int(n))]
+    offsets = np.zeros(int(n), int)
+    for start in range(0, len(order), int(n)):
+        run = order[start:start + int(n)]
+        # the short last run goes to the partitions that are smallest so far, chosen at random
+        who = rng.permutation(int(n)) if len(run) == int(n) else \
+            np.lexsort((rng.random(int(n)), offsets))[: len(run)]
+        for p, k in zip(who, run, strict=False):
+            parts[int(p)].append(ids[int(k)])
+            offsets[int(p)] += 1
+    return [sorted(p) for p in parts]
+
+
+def fold_splits(partitions: Sequence[Sequence[str]], fold: int) -> dict[str, list[str]]:
+    """The paper's rotation: partition ``fold`` tests, the next one validates, the rest train.
+
+    >>> fold_splits([["a"], ["b"], ["c"], ["d"]], 3)
+    {'train': ['b', 'c'], 'val': ['a'], 'test': ['d']}
+    """
+    n = len(partitions)
+    if n < 3 or not 0 <= int(fold) < n:
+        raise InputError(f"fold {fold}: needs 0 <= fold < {n} and at least 3 partitions")
+    f = int(fold)
+    train = sorted(s for k in range(n) if k not in (f, (f + 1) % n) for s in partitions[k])
+    return {"train": train, "val": sorted(partitions[(f + 1) % n]), "test": sorted(partitions[f])}
+
+
+def split_slides(config: GridCropsConfig, split: str, table=None) -> list[str]:
+    """The slide ids of ``split``: ``config.splits``, else the label table's ``split`` column,
+    else fold 0 of :func:`slide_partitions` over the stores in ``config.root`` (every one labelled).
+
+    ``table`` is the label table when it has been read already.
+    """
+    if split not in SPLITS:
+        raise InputError(f"split {split!r}: expected one of {SPLITS}")
+    if config.splits is not None:
+        return list(config.splits.get(split, []))
+    table = read_slide_labels(config.labels, task=config.task) if table is None else table
+    if "split" in table.columns:
+        bad = sorted(set(table["split"].astype(str)) - set(SPLITS))
+        if bad:
+            raise InputError(f"data.labels {config.labels!r}: column 'split' holds {bad}; expected {SPLITS}")
+        return table.loc[table["split"].astype(str) == split, "slide_id"].tolist()
+    root = Path(config.root)
+    if not root.is_dir():
+        raise InputError(f"data.root: {str(root)!r} is not a folder")
+    stores = sorted(p.name.removesuffix(GRID_SUFFIX) for p in root.iterdir()
+                    if p.is_dir() and p.name.endswith(GRID_SUFFIX))
+    missing = sorted(set(stores) - set(table["slide_id"]))
+    if missing:
+        raise InputError(f"data.labels {config.labels!r}: no label for the grid(s) {missing[:10]} in {config.root!r}")
+    y = table.set_index("slide_id").loc[stores, "label"].to_numpy()
+    return fold_splits(slide_partitions(stores, y, n=4, seed=config.partition_seed), 0)[split]
+
+
+class GridCropsConfig(Config):
+    root: str = Field(..., description="folder of grid stores <slide_id>.zarr")
+    labels: str = Field(..., description="label table (CSV/TSV/Parquet): slide_id,label[,split]")
+    task: Literal["binary", "regression"] = Field("binary", description="labels 0/1, or numbers")
+    crop: int = Field(400, ge=1, description="R: crop side in grid cells (the paper's 400)")
+    samples_per_slide: int = Field(64, ge=1, description="train items per slide and epoch")
+    eval_crops: int = Field(10, ge=1, description="T: val/test crops per slide, spread over the tissue")
+    dihedral: bool = Field(True, description="train crops under a random flip / quarter turn")
+    splits: dict[Literal["train", "val", "test"], list[str]] | None = Field(
+        None, description="slide ids of each split (default: the table's 'split' column, else fold 0)")
+    partition_seed: int = Field(0, description="seed of the default partitions")
+    verify: bool = Field(True, description="check each store's manifest checksum on entry")
+    seed: int | None = None
+
+
+@register_dataset("grid-crops")
+class GridCrops(Dataset):
+    """Crops of slide grids with slide labels (module docstring)."""
+
+    Config = GridCropsConfig
+
+    def __init__(self, config: GridCropsConfig, *, split: str = "train", seed: int = 0) -> None:
+        self.config, self.split = config, split
+        self.seed = config.seed if config.seed is not None else seed
+        root = Path(config.root)
+        if not root.is_dir():
+            raise InputError(f"data.root: {str(root)!r} is not a folder")
+        table = read_slide_labels(config.labels, task=config.task)
+        labels = dict(zip(table["slide_id"], table["label"], strict=True))
+        ids = split_slides(config, split, table)
+        if not ids:
+            raise InputError(f"data: the {split} split has no slides")
+        unlabelled = [s for s in ids if s not in labels]
+        if unlabelled:
+            raise InputError(f"data.labels {config.labels!r}: no label for slide(s) {unlabelled[:10]} "
+                             f"of the {split} split")
+        self.slide_ids = ids
+        self.labels = np.array([labels[s] for s in ids], np.float32)
+        self.stores = []
+        for sid in ids:
+            path = root / f"{sid}{GRID_SUFFIX}"
+            if not path.is_dir():
+                raise InputError(f"data.root {str(root)!r}: no grid store {path.name} for slide {sid!r}")
+            if config.verify and (why := verify_grid(path)) is not None:
+                raise InputError(f"grid {str(path)!r}: {why}; compress the slide again")
+            self.stores.append(GridStore(path))
+        sizes = {s.channels for s in self.stores}
+        if len(sizes) > 1:
+            bad = {s.slide_id: s.channels for s in self.stores}
+            raise InputError(f"data.root {str(root)!r}: grids of different code sizes {bad}")
+        self.channels = sizes.pop()
+        self._weights: dict[tuple[int, int], np.ndarray] = {}
+        self._spread: dict[int, np.ndarray] = {}
+        self.n = len(ids) * (config.samples_per_slide if split == "train" else config.eval_crops)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _rng(self, *tags: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), *tags])
+
+    def _distance(self, s: int, k: int) -> np.ndarray:
+        if (s, k) not in self._weights:
+            self._weights[(s, k)] = distance_to_background(self.stores[s].mask(k))
+        return self._weights[(s, k)]
+
+    def locate(self, i: int) -> tuple[int, int, int, int]:
+        """``(slide, row, column, k)`` of item ``i``: its slide, crop centre and dihedral transform."""
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        if self.split == "train":
+            s = i % len(self.stores)
+            rng = self._rng(0xC409, i)
+            k = int(rng.integers(8)) if self.config.dihedral else 0
+            grid_k = k if self.stores[s].dihedral else 0
+            r, c = sample_cells(self.stores[s].mask(grid_k), 1, rng, weights=self._distance(s, grid_k))[0]
+            return s, int(r), int(c), k
+        s, j = divmod(i, self.config.eval_crops)
+        if s not in self._spread:
+            self._spread[s] = spread_cells(self.stores[s].mask(0), self.config.eval_crops, self._rng(0xE7A1, s))
+        r, c = self._spread[s][j % len(self._spread[s])]
+        return s, int(r), int(c), 0
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, r, c, k = self.locate(i)
+        store, size = self.stores[s], self.config.crop
+        top, left = r - size // 2, c - size // 2
+        grid_k = k if store.dihedral else 0
+        x = store.window(top, left, size, size, k=grid_k)
+        m = store.mask_window(top, left, size, size, k=grid_k)
+        if k and not store.dihedral:
+            x, m = dihedral_transform(x, k), dihedral_transform(m, k)
+        return {"image": torch.from_numpy(np.ascontiguousarray(x)), "mask": torch.from_numpy(np.ascontiguousarray(m)),
+                "label": torch.tensor(self.labels[s]), "slide": torch.tensor(s), "centre": torch.tensor([r, c]),
+                "dihedral": torch.tensor(k)}
