@@ -30,7 +30,7 @@ def test_paper_architecture_on_a_400_crop():
     dense = 128 * 128 + 128 + 2 * 128 + 128 + 1
     assert sum(p.numel() for p in net.parameters()) == 8 * per_layer + dense
     seen = {}
-    handle = net.cam_layer.register_forward_hook(lambda m, i, o: seen.setdefault("maps", o))
+    handle = net.blocks[-1].register_forward_hook(lambda m, i, o: seen.setdefault("maps", o))
     with torch.no_grad():
         out = net(torch.randn(1, 128, 400, 400))
     handle.remove()
@@ -44,10 +44,10 @@ def _tiny(**kw):
     return create_model("slide-cnn", in_channels=3, crop=16, filters=6, hidden=5, **kw)
 
 
-def test_the_cam_layer_is_the_last_block_and_gradients_reach_it():
+def test_the_cam_layer_is_the_papers_first_block_and_gradients_reach_it():
     torch.manual_seed(0)
     net = _tiny().eval()
-    assert net.cam_layer is net.blocks[-1]
+    assert net.cam_layer is net.blocks[0]  # NIC §3.3: k = 1, for resolution
     assert not any(k.startswith("cam_layer") for k in net.state_dict())  # no second copy of the weights
     maps = {}
 

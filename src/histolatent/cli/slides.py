@@ -2,8 +2,8 @@
 
 ``train`` fits a slide model (``slide-cnn``, ``attention-mil``) on grid crops with slide
 labels, ``predict`` applies a trained one to grids (T crops x 8 dihedral views per slide),
-``cv`` runs the paper's cross-validation. Each parses and makes one API call; a new command
-of the group is one more ``@app.command`` here.
+``cv`` runs the paper's cross-validation, ``heatmap`` draws Grad-CAM of a grid. Each parses
+and makes one API call; a new command of the group is one more ``@app.command`` here.
 """
 
 from __future__ import annotations
@@ -74,3 +74,20 @@ def cv(config: Path = typer.Argument(..., help="Run config (YAML): a slide model
     s = result.summary
     typer.echo(f"{s['model']}: {s['metric']} {s['mean']:.4f} ± {s['sd']:.4f} over seeds {s['seeds']} "
                f"(per fold {s['fold_mean']:.4f} ± {s['fold_sd']:.4f}); tables in {result.out}")
+
+
+@app.command("heatmap")
+def heatmap(run: Path = typer.Argument(..., help="A trained slide-cnn's run folder."),
+            grid: Path = typer.Argument(..., help="The slide's grid store (*.zarr)."),
+            out: Path = typer.Option(..., "--out", help="Folder for <slide>.heatmap.zarr, .geojson and .png."),
+            slide: Path = typer.Option(None, "--slide", help="The slide file, for the PNG's thumbnail."),
+            threshold: float = typer.Option(0.5, "--threshold", help="Regions: heatmap >= this (0..1 over tissue)."),
+            postprocess: bool = typer.Option(True, "--postprocess/--raw", help="Denoise and drop small regions."),
+            window: int = typer.Option(256, "--window", help="Grad-CAM window (cells): memory follows it."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs.")) -> None:
+    """Grad-CAM of a slide grid at grid resolution: a heatmap store, QuPath GeoJSON and a PNG overlay."""
+    from histolatent.viz.heatmap import render_heatmap_slide
+
+    paths = render_heatmap_slide(run, grid, out, slide=slide, threshold=threshold, postprocess=postprocess,
+                                 window=window, overwrite=overwrite)
+    typer.echo(f"heatmap: {paths.store}\nregions: {paths.geojson}\nfigure:  {paths.png}")

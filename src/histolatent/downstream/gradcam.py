@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,14 @@ def _captured(layer: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 def _logits(output: Any, n: int) -> torch.Tensor:
-    """``(N, K)`` logits from a model output: ``(N,)``, ``(N, 1)`` or ``(N, K)``, or a tuple led by one."""
+    """``(N, K)`` logits from a model output: ``(N,)``, ``(N, 1)`` or ``(N, K)``, a tuple led by one,
+    or a mapping of named parts with ``"logits"`` (histolatent's slide models)."""
     if isinstance(output, (tuple, list)):
         output = output[0]
+    if isinstance(output, Mapping):
+        if "logits" not in output:
+            raise InputError(f"model output: a mapping without 'logits' (parts {sorted(output)})")
+        output = output["logits"]
     if not isinstance(output, torch.Tensor) or output.shape[:1] != (n,) or output.ndim > 2:
         raise InputError(f"model output: expected logits (N,), (N, 1) or (N, K) with N = {n}, got "
                          f"{getattr(output, 'shape', type(output).__name__)}")

@@ -16,8 +16,9 @@ the loss).
 
 ``forward(x)`` / ``encode(x)`` on ``(N, C, R, R)`` crops return ``{"pooled": (N, 128),
 "hidden": (N, 128), "logits": (N,), "prediction": (N,)}``. :attr:`SlideCNN.cam_layer` is the
-last convolution block (hook its output for Grad-CAM); :attr:`SlideCNN.blocks` holds all eight
-(the paper's saliency maps use the first, ``blocks[0]``, for resolution).
+first convolution block, the layer the paper's Grad-CAM maps use "to maximize the heatmap
+resolution" (§3.3, k = 1); :attr:`SlideCNN.blocks` holds all eight (the last one, ``blocks[-1]``,
+gives the coarser classic Grad-CAM).
 
 Example
 -------
@@ -90,8 +91,8 @@ class SlideCNN(SlideModel):
 
     @property
     def cam_layer(self) -> nn.Module:
-        """The last convolution block (separable conv, BN, LeakyReLU, dropout): Grad-CAM hooks its output."""
-        return self.blocks[-1]
+        """The first convolution block (separable conv, BN, LeakyReLU, dropout), NIC §3.3: Grad-CAM hooks its output."""
+        return self.blocks[0]
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """``x (N, C, R, R)`` -> named parts; ``mask`` is not used (background codes are zero)."""

@@ -562,8 +562,15 @@ def write_grids(out: str | os.PathLike, *, n: int = 48, size: tuple[int, int] = 
             g = grid_slide(s, size=size, channels=channels, strength=strength, radius=radius,
                            lesion=bool(i % 2) if balanced else None)
             name = f"slide_{i:04d}"
+            h, w = g.mask.shape
+            # the geometry of a real NIC grid (128-px tiles at 0.5 µm/px of a 0.25 µm/px slide), so
+            # that heatmaps, GeoJSON and overlays of these grids have level-0 coordinates
+            stride0 = 128 * 0.5 / 0.25
             write_slide_grid(tmp / f"{name}.zarr", g.grid, g.mask,
-                             attrs={"encoder": "synth-grids", "synthetic": True, "seed": s})
+                             attrs={"encoder": "synth-grids", "synthetic": True, "seed": s, "mpp": 0.5,
+                                    "tile_px": 128, "stride_px": 128, "slide_mpp": 0.25,
+                                    "level0_dimensions": [int(w * stride0), int(h * stride0)],
+                                    "affine": [[stride0, 0.0, 0.0], [0.0, stride0, 0.0], [0.0, 0.0, 1.0]]})
             write_png(tmp / f"{name}_lesion.png", g.lesion.astype(np.uint8) * 255)
             rows.append({"slide_id": name, "label": g.label, "lesion_fraction": g.lesion_fraction,
                          "store": f"{name}.zarr", "lesion_mask": f"{name}_lesion.png", "height": g.mask.shape[0],
