@@ -36,3 +36,24 @@ def test_non_finite_loss_skips_the_update_and_is_recorded():
     opts.update(model(torch.randn(4, 8)).sum() * float("inf"), "main")
     assert torch.equal(before, _flat(model))
     assert opts.nonfinite and opts.nonfinite[0][0] == "main"
+
+
+def test_schedule_options_that_the_engine_would_ignore_are_refused():
+    """plateau and early stopping act at validations, and plateau has no warmup: a config that
+    asks for them without validations (or for a plateau warmup) would be silently ignored."""
+    import pytest
+
+    from histolatent.config import ConfigError, validate
+    from histolatent.train.config import TrainConfig
+
+    def check(**train):
+        return validate(TrainConfig, train, source="<t>", prefix="train")
+
+    with pytest.raises(ConfigError, match="plateau.*warmup_steps"):
+        check(val_every=5, scheduler={"name": "plateau", "warmup_steps": 10})
+    with pytest.raises(ConfigError, match="plateau.*train.val_every"):
+        check(scheduler={"name": "plateau"})
+    with pytest.raises(ConfigError, match="early_stopping.*train.val_every"):
+        check(early_stopping={"patience": 3})
+    assert check(val_every=5, scheduler={"name": "plateau"}, early_stopping={"patience": 3}).val_every == 5
+    assert check(scheduler={"name": "cosine", "warmup_steps": 10}).scheduler.warmup_steps == 10

@@ -15,11 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def feature_reconstruction_loss(feats_real: Sequence[Tensor], feats_fake: Sequence[Tensor]) -> Tensor:
+def feature_reconstruction_loss(feats_real: Sequence[Tensor], feats_fake: Sequence[Tensor], *,
+                                detach_real: bool = True) -> Tensor:
     """``sum_i 0.5 ||D_i(x) - D_i(x_hat)||^2`` per sample (Eq. 6's ``-log p(D_i(x) | z)``).
 
     ``feats_real[i]`` and ``feats_fake[i]`` have the same shape ``(B, ...)``; the real features
-    are treated as observations (detached). Returns ``(B,)``.
+    are treated as observations (detached) unless ``detach_real`` is false, which a caller needs
+    when they depend on the reconstruction (real and reconstructed images normalised with shared
+    batch statistics). Returns ``(B,)``.
     """
     if len(feats_real) != len(feats_fake):
         raise ValueError(f"got {len(feats_real)} real and {len(feats_fake)} fake feature maps")
@@ -27,7 +30,7 @@ def feature_reconstruction_loss(feats_real: Sequence[Tensor], feats_fake: Sequen
     for a, b in zip(feats_real, feats_fake, strict=True):
         if a.shape != b.shape:
             raise ValueError(f"feature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-        term = 0.5 * (a.detach().float() - b.float()).pow(2).flatten(1).sum(dim=1)
+        term = 0.5 * ((a.detach() if detach_real else a).float() - b.float()).pow(2).flatten(1).sum(dim=1)
         total = term if total is None else total + term
     if total is None:
         raise ValueError("no feature maps given")

@@ -77,7 +77,10 @@ class FeatureMatchingVAE(RepresentationModel):
         if d is not None:
             b = x.shape[0]
             _, feats = d(torch.cat([x, terms["x_hat"].to(x.dtype)]))  # shared batch statistics
-            fm = feature_reconstruction_loss([f[:b] for f in feats], [f[b:] for f in feats]).mean()
+            # through those statistics the real images' features depend on x_hat: detaching them
+            # made the update follow a different function than the loss (for the SE(2,N)-VAE at
+            # initialisation its feature term rose under the step)
+            fm = feature_reconstruction_loss([f[:b] for f in feats], [f[b:] for f in feats], detach_real=False).mean()
             loss = loss + self.config.gamma * fm
             terms["feat_recon"] = fm
             d.requires_grad_(True)

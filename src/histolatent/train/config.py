@@ -17,7 +17,7 @@ class SchedulerConfig(Config):
     """LR schedule applied to every optimizer of the model."""
 
     name: Literal["none", "cosine", "step", "plateau"] = "none"
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, description="linear warmup steps (none, cosine and step)")
     step_size: int = Field(1000, ge=1, description="step: decay every step_size steps")
     gamma: float = Field(0.5, gt=0, description="step: decay factor")
     factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier")
@@ -68,6 +68,21 @@ class TrainConfig(Config):
     def _time_horizon_needs_budget(self) -> TrainConfig:
         if self.scheduler.horizon == "time" and self.scheduler.name == "cosine" and self.max_seconds is None:
             raise ValueError("train.scheduler.horizon=time needs train.max_seconds (the time the schedule runs over)")
+        return self
+
+    @model_validator(mode="after")
+    def _validation_driven_options_need_validation(self) -> TrainConfig:
+        # the engine steps a plateau scheduler and counts early-stopping patience at validations
+        # only, and builds a plateau scheduler without warmup: refuse what it would ignore
+        s = self.scheduler
+        if s.name == "plateau" and s.warmup_steps:
+            raise ValueError(f"train.scheduler.name=plateau has no warmup: drop train.scheduler.warmup_steps="
+                             f"{s.warmup_steps} (or use cosine/step/none)")
+        if not self.val_every:
+            if s.name == "plateau":
+                raise ValueError("train.scheduler.name=plateau acts on validation results: set train.val_every > 0")
+            if self.early_stopping is not None:
+                raise ValueError("train.early_stopping counts validations: set train.val_every > 0")
         return self
 
     @field_validator("precision")
