@@ -190,6 +190,9 @@ SPECS: dict[str, Any] = {
                                        summary={"model": "m", "metric": "auc", "mean": 1.0, "sd": 0.0, "seeds": [0],
                                                 "fold_mean": 1.0, "fold_sd": 0.0}, out=Path("cv"))},
                                   {"config": "c.yaml", "out": "cv"}, alts={"seeds": "0,1", "set_": ["train.steps=2"]}),
+    "slides heatmap": lambda rec: Spec({"histolatent.viz.heatmap.render_heatmap_slide": SimpleNamespace(
+                                           store=Path("h.zarr"), geojson=Path("h.geojson"), png=Path("h.png"))},
+                                       {"run": "r", "grid": "g.zarr", "out": "hm"}),
     "synth cells": lambda rec: _synth("write_cells", preset="infogan-40", types="lymphocyte"),
     "synth tiles": lambda rec: _synth("write_tiles"),
     "synth rois": lambda rec: _synth("write_rois", grades="1,2,3"),

@@ -196,6 +196,12 @@ REAL: dict[str, Real] = {
          "--mpp": ["--mpp", "1.0"],
          "--lesion": ["--lesion", "0.5,0.5,40,3"], "--tile-px": ["--tile-px", "64"], "--quality": ["--quality", "40"],
          "--seed": ["--seed", "1"], "--overwrite": _OVER}),
+    "synth grids": Real(
+        ["--out", "{out}/o", "--n", "2", "--size", "8,12", "--channels", "3"],
+        _synth("labels.csv", "manifest.parquet", "*.zarr/grid/c/0/0/0", drop=_ECHO),
+        {"--out": ["--out", "{out}/p"], "--n": ["--n", "3"], "--size": ["--size", "10,12"],
+         "--channels": ["--channels", "4"], "--strength": ["--strength", "0.5"],
+         "--balanced": ["--random-labels"], "--seed": ["--seed", "1"], "--overwrite": _OVER}),
     "synth nic": Real(
         ["--out", "{out}/o", "--n", "2", "--size", "256", "--no-tiff"], _synth("*.png", "*.tiff", "digits.parquet"),
         {"--out": ["--out", "{out}/p"],
@@ -571,6 +577,27 @@ OTHER: dict[str, dict[str, str]] = {
                                 "embed/test_compress_cohort.py::test_the_same_bytes_from_one_process_and_from_two_dask_workers",
                  "--workers": "not output-changing: workers of the local Dask cluster; the same bytes: "
                               "embed/test_compress_cohort.py::test_the_same_bytes_from_one_process_and_from_two_dask_workers"},
+    # slide-level commands need a trained slide model: their options are shown to matter at the API
+    # (test_cli_calls_api checks each reaches that API unchanged)
+    "slides train": {"--out": "downstream/test_slide_cv.py::test_train_slide_model_checks_the_config_then_fits_and_resumes",
+                     "--resume": "downstream/test_slide_cv.py::test_train_slide_model_checks_the_config_then_fits_and_resumes",
+                     "--set": "downstream/test_slide_cv.py::test_train_slide_model_checks_the_config_then_fits_and_resumes"},
+    "slides predict": {"--out": "embed/test_slides.py::test_predict_grids_table_labels_and_errors",
+                       "--labels": "embed/test_slides.py::test_predict_grids_table_labels_and_errors",
+                       "--crops": "embed/test_slides.py::test_the_eight_views_are_the_dihedral_transforms_of_the_crop",
+                       "--dihedral": "embed/test_slides.py::test_the_eight_views_are_the_dihedral_transforms_of_the_crop",
+                       "--seed": "embed/test_slides.py::test_predict_grids_table_labels_and_errors",
+                       "--crop": "embed/test_slides.py::test_the_eight_views_are_the_dihedral_transforms_of_the_crop",
+                       "--batch-size": "not output-changing: crops per forward pass, eval mode (same predictions)"},
+    "slides cv": {f: "downstream/test_slide_cv.py::test_folds_partition_the_slides_and_each_is_tested_once_per_seed"
+                  for f in ("--folds", "--seeds", "--partition-seed", "--out", "--crops", "--dihedral", "--set")},
+    "slides heatmap": {"--out": "viz/test_heatmap.py::test_render_heatmap_slide_writes_store_geojson_and_png",
+                       "--slide": "viz/test_heatmap.py::test_render_heatmap_slide_writes_store_geojson_and_png",
+                       "--overwrite": "viz/test_heatmap.py::test_render_heatmap_slide_writes_store_geojson_and_png",
+                       "--threshold": "downstream/test_heatmaps.py::test_compressed_slide_end_to_end",
+                       "--postprocess": "downstream/test_heatmaps.py::test_postprocess_removes_a_speck_and_keeps_a_blob",
+                       "--window": "downstream/test_gradcam.py::"
+                                   "test_windowed_heatmap_equals_the_whole_grid_when_the_receptive_field_fits"},
     "nuclei detect": {"--scheduler": _COHORT, "--workers": _COHORT},
     "nuclei segment": {"--scheduler": _COHORT, "--workers": _COHORT},
 }

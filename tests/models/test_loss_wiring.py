@@ -70,6 +70,16 @@ COVERAGE: dict[str, list[str] | str] = {
                   f"{ME}::test_a_training_step_lowers_the_objective_computed_here"],
     "unet": [f"{ME}::test_unet_loss_from_the_parts", f"{ME}::test_a_training_step_lowers_the_objective_computed_here",
              f"{ME}::test_unet_probabilities_sum_to_one_over_classes"],
+    "slide-cnn": [f"{ME}::test_slide_model_losses_from_the_parts",
+                  "test_slide_cnn.py::test_l2_is_keras_sum_of_squared_kernels_added_to_the_loss",
+                  "test_slide_cnn.py::test_regression_learns_standardised_labels_and_predicts_on_their_scale"],
+    "attention-mil": [f"{ME}::test_slide_model_losses_from_the_parts",
+                      "test_attention_mil.py::test_attention_sums_to_one_over_tissue_and_is_zero_on_background",
+                      "test_attention_mil.py::test_training_moves_attention_to_the_cells_that_carry_the_label"],
+    "drl": ["test_drl.py::test_loss_is_the_sum_of_its_terms_computed_directly",
+            "test_drl.py::test_one_step_lowers_the_encoder_terms_and_the_prior_discriminator_loss"],
+    "dim": ["test_dim.py::test_loss_is_the_sum_of_its_terms_computed_directly",
+            "test_dim.py::test_one_step_raises_both_mi_estimates_and_trains_the_prior_discriminator"],
     "mean-rgb": "learns nothing: no loss (test_nic.py::test_mean_rgb_is_the_per_channel_mean checks its code)",
 }
 
@@ -583,3 +593,25 @@ def test_bigan_generator_encoder_step_fools_the_discriminator():
         m.training_step({"image": x[:8]}, spy, step)
     fake1, real1 = scores()
     assert fake1 > fake0 and real1 < real0, (fake0, fake1, real0, real1)
+
+
+@pytest.mark.parametrize("name, task", [("slide-cnn", "binary"), ("slide-cnn", "regression"),
+                                        ("attention-mil", "binary")])
+def test_slide_model_losses_from_the_parts(name, task):
+    """BCE on the logits (or MSE on standardised labels) plus, for the CNN, Keras' L2 on every kernel."""
+
+    small = {"slide-cnn": dict(in_channels=3, crop=12, filters=4, hidden=4, l2=1e-2),
+             "attention-mil": dict(in_channels=3, crop=6, instance_dim=4, attention_dim=3)}[name]
+    extra = dict(task=task, target_mean=0.2, target_std=0.1) if task == "regression" else {}
+    model = create_model(name, **small, **extra).eval()
+    batch = model.example_batch(4)
+    batch["label"] = torch.tensor([0.0, 1.0, 1.0, 0.0]) if task == "binary" else torch.tensor([0.1, 0.3, 0.2, 0.25])
+    terms = model.batch_terms(batch)
+    logits = model(batch["image"], batch["mask"])["logits"]
+    if task == "binary":
+        data = F.binary_cross_entropy_with_logits(logits, batch["label"])
+    else:
+        data = ((logits - (batch["label"] - 0.2) / 0.1) ** 2).mean()
+    kernels = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)] if name == "slide-cnn" else []
+    l2 = 1e-2 * sum((w * w).sum() for w in kernels) if kernels else 0.0
+    torch.testing.assert_close(terms["loss"], data + l2)
