@@ -40,9 +40,11 @@ def test_a_written_grid_verifies_and_reads_back(tmp_path):
 
 @pytest.mark.parametrize(("top", "left", "h", "w"), [(0, 0, 5, 9), (1, 2, 3, 4), (-2, -3, 4, 6), (3, 6, 4, 5),
                                                      (-1, -1, 8, 12), (6, 0, 2, 2)])
-def test_a_window_is_the_slice_of_the_grid_zero_outside(tmp_path, top, left, h, w):
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_window_is_the_slice_of_the_grid_zero_outside(tmp_path, top, left, h, w, keep, monkeypatch):
     grid, mask = _grid()  # 5 x 9: not square, so rows and columns cannot be swapped unnoticed
     store = GridStore(write_slide_grid(tmp_path / "s.zarr", grid, mask))
+    monkeypatch.setattr(store, "KEEP_BYTES", 10**6 if keep else 0)  # cut in memory, or read from zarr
     padded = np.zeros((3, 5 + 20, 9 + 20), np.float32)
     padded[:, 10:15, 10:19] = grid
     pmask = np.zeros((25, 29), bool)
@@ -50,6 +52,7 @@ def test_a_window_is_the_slice_of_the_grid_zero_outside(tmp_path, top, left, h, 
     want = padded[:, top + 10:top + 10 + h, left + 10:left + 10 + w]
     assert np.array_equal(store.window(top, left, h, w), want)
     assert np.array_equal(store.mask_window(top, left, h, w), pmask[top + 10:top + 10 + h, left + 10:left + 10 + w])
+    assert bool(store._kept) == (keep and top < 5 and left < 9 and top + h > 0 and left + w > 0)
 
 
 def test_dihedral_transform_is_the_group_of_numpy_flips_and_turns():

@@ -263,10 +263,16 @@ class GridStore:
         Rows and columns of grid ``k = 0`` (``L x L`` frames for the others of a dihedral store).
     """
 
+    #: a grid whose codes take at most this many bytes is read whole at its first window and kept
+    #: (float16): small grids are then cut in memory instead of paying zarr's per-read cost (about
+    #: 1 ms, more than the crop); larger ones, i.e. real slides, are always read window by window
+    KEEP_BYTES = 4 * 2**20
+
     def __init__(self, path: str | os.PathLike) -> None:
         import zarr
 
         self.path = Path(path)
+        self._kept: dict[int, np.ndarray] = {}
         self.slide_id = self.path.name.removesuffix(GRID_SUFFIX)
         try:
             root = zarr.open_group(str(self.path), mode="r")
@@ -317,9 +323,22 @@ class GridStore:
         out = np.zeros((self.channels, int(height), int(width)), np.float32)
         (r0, r1, c0, c1), (o0, o1, p0, p1) = _overlap(top, left, height, width, self.frame(k))
         if r1 > r0 and c1 > c0:
-            src = self._grid[k, :, r0:r1, c0:c1] if self.dihedral else self._grid[:, r0:r1, c0:c1]
+            whole = self._whole(k)
+            if whole is not None:
+                src = whole[:, r0:r1, c0:c1]
+            else:
+                src = self._grid[k, :, r0:r1, c0:c1] if self.dihedral else self._grid[:, r0:r1, c0:c1]
             out[:, o0:o1, p0:p1] = src
         return out
+
+    def _whole(self, k: int) -> np.ndarray | None:
+        """Grid ``k`` in memory if it is small (:attr:`KEEP_BYTES`), else None."""
+        if k not in self._kept:
+            size = self.channels * int(np.prod(self._grid.shape[-2:])) * self._grid.dtype.itemsize
+            if size > self.KEEP_BYTES:
+                return None
+            self._kept[k] = np.asarray(self._grid[k] if self.dihedral else self._grid[...])
+        return self._kept[k]
 
     def mask_window(self, top: int, left: int, height: int, width: int, k: int = 0) -> np.ndarray:
         """The tissue mask under :meth:`window`, ``(height, width)`` bool (False outside the grid)."""
