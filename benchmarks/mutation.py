@@ -63,6 +63,8 @@ def _mutmut_section(package: str, tests: list[str]) -> str:
     lines = [
         "[tool.mutmut]",
         'source_paths = ["src"]',
+        # tests that train a shipped config read configs/ beside tests/
+        'also_copy = ["configs"]',
         f'only_mutate = ["src/histolatent/{package}/*"]',
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
         # fast tests only, quietly, without xdist: mutmut runs the workers itself
@@ -76,7 +78,7 @@ def _mutmut_section(package: str, tests: list[str]) -> str:
 
 
 def _scratch(package: str) -> Path:
-    """A fresh copy of src/, tests/ and pyproject.toml (with the package's mutmut settings)."""
+    """A fresh copy of src/, tests/, configs/ and pyproject.toml (with the package's mutmut settings)."""
     work = ROOT / "build" / "mutation" / package
     if work.exists():
         shutil.rmtree(work)
@@ -84,6 +86,7 @@ def _scratch(package: str) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(ROOT / "src", work / "src", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "configs", work / "configs", ignore=ignore)
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text)  # a section of our own only
     (work / "pyproject.toml").write_text(text.rstrip() + "\n\n" + _mutmut_section(package, PACKAGES[package]),
