@@ -53,6 +53,13 @@ def bf16_matmul_speedup(n: int = 512, repeats: int = 5) -> float:
     return bench(torch.float32) / max(bench(torch.bfloat16), 1e-9)
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); elsewhere torch emulates it, slowly."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def machine_info(*, probe_bf16: bool = False) -> dict[str, Any]:
     import torch
 
@@ -62,7 +69,7 @@ def machine_info(*, probe_bf16: bool = False) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "memory_gb": _memory_gb(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_native_bf16": bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()),
+        "cpu_native_bf16": cpu_native_bf16(),
         "platform": platform.platform(),
         "cuda": torch.cuda.is_available(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],

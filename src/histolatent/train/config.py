@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from histolatent.config import Config, ConfigError, apply_overrides, load_yaml, validate
+from histolatent.machine import cpu_native_bf16
 
 PRECISION_ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed",
                      "16": "16-mixed"}
@@ -103,7 +104,7 @@ def native_bf16(accelerator: str) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
         return False
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return cpu_native_bf16()
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:

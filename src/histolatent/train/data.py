@@ -50,8 +50,8 @@ class ResumableBatchSampler:
         if self.block == 1:
             return torch.randperm(self.n, generator=g)
         starts = torch.randperm(-(-self.n // self.block), generator=g) * self.block
-        within = torch.randperm(self.block, generator=g)  # one order inside every block: cheap, and
-        idx = (starts[:, None] + within[None, :]).reshape(-1)  # redrawn each epoch
+        within = torch.randperm(self.block, generator=g)  # one order inside every block, new each epoch
+        idx = (starts[:, None] + within[None, :]).reshape(-1)
         return idx[idx < self.n]
 
     def __iter__(self) -> Iterator[list[int]]:
