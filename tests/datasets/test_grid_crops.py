@@ -197,3 +197,39 @@ def test_bad_inputs_are_refused_at_entry_naming_them(tmp_path):
         _crops(tmp_path / "b", task="regression")
     with pytest.raises(ConfigError, match="crop"):
         _crops(tmp_path, crop=0)
+
+
+def test_a_batch_is_its_items_one_by_one_and_trim_keeps_every_tissue_cell(tmp_path):
+    _cohort(tmp_path, shape=(5, 7))
+    for split in ("train", "val"):
+        ds, trimmed = _crops(tmp_path, split=split, crop=9), _crops(tmp_path, split=split, crop=9, trim=True)
+        idx = list(range(0, len(ds), 3))[:16]
+        batch, cut = ds.__getitems__(idx), trimmed.__getitems__(idx)
+        for i, item in zip(idx, batch, strict=True):
+            assert all(torch.equal(item[k], ds[i][k]) for k in item)
+        # trim: one box for the whole batch, inside the crop, holding every cell of every item
+        h, w = cut[0]["mask"].shape
+        assert h <= 9 and w <= 9 and all(x["image"].shape == (3, h, w) for x in cut)
+        rows, cols = np.nonzero(np.any([b["mask"].numpy() for b in batch], axis=0))
+        assert rows.max() - rows.min() < h and cols.max() - cols.min() < w
+        one = trimmed.__getitems__([idx[1]])[0]["mask"].shape  # a lone crop: at most its 5 x 7 grid
+        assert tuple(one) in ((5, 7), (7, 5)) or (one[0] <= 7 and one[1] <= 7 and min(one) <= 5)
+        for full, small in zip(batch, cut, strict=True):
+            assert int(full["mask"].sum()) == int(small["mask"].sum()) > 0
+            assert torch.equal(full["image"][:, full["mask"]].sort(dim=1).values,
+                               small["image"][:, small["mask"]].sort(dim=1).values)
+
+
+def test_attention_mil_gives_the_same_output_on_a_trimmed_batch(tmp_path):
+    from histolatent.models import create_model
+
+    _cohort(tmp_path, shape=(5, 7))
+    ds, trimmed = _crops(tmp_path, crop=9), _crops(tmp_path, crop=9, trim=True)
+    torch.manual_seed(0)
+    mil = create_model("attention-mil", in_channels=3, crop=9, instance_dim=8, attention_dim=4).eval()
+    idx = list(range(12))
+    full = torch.utils.data.default_collate(ds.__getitems__(idx))
+    cut = torch.utils.data.default_collate(trimmed.__getitems__(idx))
+    with torch.no_grad():
+        a, b = mil(full["image"], full["mask"])["logits"], mil(cut["image"], cut["mask"])["logits"]
+    assert torch.allclose(a, b, atol=1e-6)

@@ -142,3 +142,29 @@ def test_digit_patches_are_9px_mnist_digits():
     assert all(float(it["image"].sum()) == 0 for it in items if int(it["label"]) == 10)
     again = create_dataset("nic-digit-patches", split="train", seed=0, n=50, p_empty=0.2)
     assert torch.equal(again[3]["image"], items[3]["image"])
+
+
+def test_a_digit_batch_is_its_items_one_by_one():
+    ds = create_dataset("nic-digit-patches", split="train", seed=1, n=80, p_empty=0.3)
+    idx = [7, 3, 60, 11, 42, 0, 79, 5, 18, 33]
+    batch = ds.__getitems__(idx)
+    assert any(int(b["label"]) == 10 for b in batch) and any(int(b["label"]) < 10 for b in batch)
+    for i, item in zip(idx, batch, strict=True):
+        assert torch.equal(item["image"], ds[i]["image"]) and int(item["label"]) == int(ds[i]["label"])
+    plain = create_dataset("nic-digit-patches", split="train", seed=1, n=80, p_empty=0.3, augment=False)
+    moved = [i for i in idx if int(ds[i]["label"]) < 10 and not torch.equal(ds[i]["image"], plain[i]["image"])]
+    assert len(moved) == sum(int(ds[i]["label"]) < 10 for i in idx)  # every digit is augmented
+
+
+def test_prerendered_windows_give_the_same_items_and_pairs(patches, pairs):
+    small = {**SMALL, "slides": 2, "slide_px": 512}
+    for name, ref in (("nic-patches", None), ("nic-pairs", None)):
+        ref = create_dataset(name, split="train", seed=0, **small)
+        pre = create_dataset(name, split="train", seed=0, prerender=True, prerender_workers=2, **small)
+        assert pre.source._all and not pre.source._cache
+        for i in range(0, 200, 7):
+            a, b = ref[i], pre[i]
+            assert all(torch.equal(a[k], b[k]) for k in a)
+        assert not pre.source._cache  # every window came from the prerender
+    with pytest.raises(InputError, match="prerender"):
+        create_dataset("nic-patches", split="train", seed=0, origin="folder", root=".", prerender=True)

@@ -68,3 +68,24 @@ def test_a_run_with_loader_workers_equals_one_without(tmp_path):
     b = fit(cfg, out=tmp_path / "b", overrides=["train.num_workers=1"])
     wa, wb = load_file(str(a / "weights.safetensors")), load_file(str(b / "weights.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_prerender_gives_the_rendered_items_and_a_second_run_reads_them_from_disk(tmp_path, monkeypatch):
+    kw = dict(size=20, mpp=1.0, n=12, n_eval=4, neighbours=False, translate_px=1.0)
+    plain = create_dataset("synth-cells", split="train", seed=5, **kw)
+    pre = create_dataset("synth-cells", split="train", seed=5, prerender=True, prerender_workers=2,
+                         cache_dir=str(tmp_path), **kw)
+    assert len(list(tmp_path.glob("synth-cells-*.npz"))) == 1
+    for i in range(12):
+        assert all(torch.equal(pre[i][k], plain[i][k]) for k in plain[i])
+
+    def no_render(self, i):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(SynthCellsDataset, "_render", no_render)
+    again = create_dataset("synth-cells", split="train", seed=5, prerender=True, cache_dir=str(tmp_path), **kw)
+    assert all(torch.equal(again[i]["image"], plain[i]["image"]) for i in range(12))
+    other = dict(kw, n=13)  # other options are another file, never the first one's items
+    with pytest.raises(AssertionError, match="rendered again"):
+        create_dataset("synth-cells", split="train", seed=5, prerender=True, prerender_workers=1,
+                       cache_dir=str(tmp_path), **other)

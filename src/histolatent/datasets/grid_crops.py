@@ -42,7 +42,13 @@ from torch.utils.data import Dataset
 from histolatent.config import Config
 from histolatent.datasets.registry import SPLITS, register_dataset
 from histolatent.errors import InputError
-from histolatent.io.grids import GRID_SUFFIX, GridStore, dihedral_transform, verify_grid
+from histolatent.io.grids import (
+    GRID_SUFFIX,
+    GridStore,
+    dihedral_transform,
+    verify_grid,
+    window_overlap,
+)
 from histolatent.io.labels import read_slide_labels
 from histolatent.tissue.sampling import distance_to_background, sample_cells, spread_cells
 
@@ -140,6 +146,8 @@ class GridCropsConfig(Config):
         None, description="slide ids of each split (default: the table's 'split' column, else fold 0)")
     partition_seed: int = Field(0, description="seed of the default partitions")
     verify: bool = Field(True, description="check each store's manifest checksum on entry")
+    trim: bool = Field(False, description="cut each batch to the box holding its crops' grid cells: for models that "
+                       "ignore cells off the tissue (attention-MIL), not for a CNN, whose input size is fixed")
     seed: int | None = None
 
 
@@ -212,14 +220,46 @@ class GridCrops(Dataset):
         return s, int(r), int(c), 0
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        s, r, c, k = self.locate(i)
-        store, size = self.stores[s], self.config.crop
-        top, left = r - size // 2, c - size // 2
-        grid_k = k if store.dihedral else 0
-        x = store.window(top, left, size, size, k=grid_k)
-        m = store.mask_window(top, left, size, size, k=grid_k)
-        if k and not store.dihedral:
-            x, m = dihedral_transform(x, k), dihedral_transform(m, k)
-        return {"image": torch.from_numpy(np.ascontiguousarray(x)), "mask": torch.from_numpy(np.ascontiguousarray(m)),
-                "label": torch.tensor(self.labels[s]), "slide": torch.tensor(s), "centre": torch.tensor([r, c]),
-                "dihedral": torch.tensor(k)}
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Items ``indices`` (a batch) cut into one zeroed batch array: only the part of each
+        crop that lies on its grid is read and transformed, never the whole (mostly empty) crop.
+        With ``trim``, the batch array is only the box that holds every item's grid part."""
+        size, n = self.config.crop, len(indices)
+        where = np.zeros((n, 4), np.int64)  # slide, row, column, k
+        parts = []
+        for j, i in enumerate(indices):
+            s, r, c, k = where[j] = self.locate(i)
+            store = self.stores[s]
+            grid_k = k if store.dihedral else 0
+            (r0, r1, c0, c1), box = window_overlap(r - size // 2, c - size // 2, size, size, store.frame(grid_k))
+            if r1 > r0 and c1 > c0:
+                t = k if k and not store.dihedral else 0  # a plain store: transform the part read, and its place
+                parts.append((j, store, grid_k, (r0, r1, c0, c1), t, _dihedral_box(box, size, t)))
+        top, bottom, left, right = 0, size, 0, size
+        if self.config.trim and parts:
+            boxes = np.array([p[-1] for p in parts])
+            top, bottom, left, right = boxes[:, 0].min(), boxes[:, 1].max(), boxes[:, 2].min(), boxes[:, 3].max()
+        image = torch.zeros(n, self.channels, bottom - top, right - left)
+        mask = torch.zeros(n, bottom - top, right - left, dtype=torch.bool)
+        for j, store, grid_k, (r0, r1, c0, c1), t, (o0, o1, p0, p1) in parts:
+            x, m = store.region(r0, r1, c0, c1, grid_k), store.mask(grid_k)[r0:r1, c0:c1]
+            out = (slice(o0 - top, o1 - top), slice(p0 - left, p1 - left))
+            image[j, :, out[0], out[1]] = torch.from_numpy(np.array(dihedral_transform(x, t), np.float32))
+            mask[j, out[0], out[1]] = torch.from_numpy(np.array(dihedral_transform(m, t)))
+        w = torch.from_numpy(where)
+        labels = torch.from_numpy(self.labels[where[:, 0]])
+        return [{"image": image[j], "mask": mask[j], "label": labels[j], "slide": w[j, 0], "centre": w[j, 1:3],
+                 "dihedral": w[j, 3]} for j in range(n)]
+
+
+def _dihedral_box(box: tuple[int, int, int, int], size: int, k: int) -> tuple[int, int, int, int]:
+    """Where rows ``o0:o1``, columns ``p0:p1`` of a ``size x size`` array land under
+    :func:`~histolatent.io.grids.dihedral_transform` ``k`` (mirror left-right, then quarter turns)."""
+    o0, o1, p0, p1 = box
+    if k >= 4:
+        p0, p1 = size - p1, size - p0
+    for _ in range(k % 4):  # numpy's rot90: (row, col) -> (size - 1 - col, row)
+        o0, o1, p0, p1 = size - p1, size - p0, o0, o1
+    return o0, o1, p0, p1

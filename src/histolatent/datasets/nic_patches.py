@@ -16,7 +16,9 @@ Sources of tissue patches (``tile_px`` px at ``mpp`` µm/px, on a non-overlappin
 Only cells whose tissue fraction is at least ``min_tissue`` are ever read (0.6: the NIC
 authors' featurizer). Items are pure functions of ``(seed, split, index)``; ``block``
 consecutive indices share a slide and a window of ``window x window`` cells, so a block of
-a block-shuffled sampler renders (SynthPath) or reads (files) one small region.
+a block-shuffled sampler renders (SynthPath) or reads (files) one small region. With
+``prerender``, every window of the split's SynthPath slides is rendered when the data set is
+built (in parallel; for the CPU presets, whose steps are cheaper than rendering a window).
 
 ``nic-patches``: ``{"image": (3, P, P) float32 in [0, 1], "label": int64, "region": int64,
 "slide": int64, "cell": (2,) int64 (grid column, row)}``.
@@ -50,7 +52,7 @@ from torch.utils.data import Dataset
 from histolatent.config import Config
 from histolatent.datasets.registry import SPLITS, register_dataset
 from histolatent.errors import InputError
-from histolatent.nn.augment import AugmentConfig, augment, geometric
+from histolatent.nn.augment import AugmentConfig, augment, warp
 
 #: SynthPath tissue classes (the oracle's targets): the slide presets, "tumour" inside lesions.
 TISSUE_CLASSES = ("breast", "tumour", "normal", "stroma", "lymphoid", "fat")
@@ -100,17 +102,28 @@ class _SynthSource:
             self.slides.append(_cells_from_grid(grid.x, grid.y, float(cfg.tile_px)))
             self.classes.append(TISSUE_CLASSES.index(cls))
         self.scanner = as_scanner(None)
+        self._all: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # prerendered
         self._cache: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     def _window(self, s: int, wx: int, wy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (s, wx, wy)
+        if key in self._all:
+            return self._all[key]
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
+        self._cache[key] = self._render(key)
+        while len(self._cache) > 6:
+            self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def _render(self, key: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window ``key = (slide, column, row)``: RGB, compartments and lesion mask."""
         from histolatent.synth.noise import Grid
         from histolatent.synth.render import render_region
         from histolatent.synth.stain import rgb_from_concentrations
 
+        s, wx, wy = key
         n, px, mpp = self.cfg.window, self.px, self.mpp
         grid = Grid(wx * n * px * mpp, wy * n * px * mpp, n * px, n * px, mpp)
         world = self.worlds[s]
@@ -118,10 +131,34 @@ class _SynthSource:
         rng = np.random.default_rng(_seed(world.seed, 0x711E, wx, wy))
         rgb = rgb_from_concentrations(reg.concentrations, self.stains[s], self.scanner, mpp=mpp, rng=rng)
         lesion = (world.lesion.membership(grid) >= 0.5) if world.lesion is not None else np.zeros(rgb.shape[:2], bool)
-        self._cache[key] = (rgb, reg.regions, lesion)
-        while len(self._cache) > 6:
-            self._cache.popitem(last=False)
-        return self._cache[key]
+        return rgb, reg.regions, lesion
+
+    def prerender(self, workers: int | None) -> None:
+        """Render every window that holds a tissue cell, now, in ``workers`` processes (default: one per core)."""
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        from histolatent.progress import progress
+
+        n = self.cfg.window
+        keys = sorted({(s, int(gx) // n, int(gy) // n) for s, sl in enumerate(self.slides) for gx, gy in sl.cells})
+        workers = min(len(keys), workers or os.cpu_count() or 1)
+        with progress(len(keys), f"nic-patches: prerender {len(keys)} SynthPath windows", unit="windows") as bar:
+            if workers <= 1:
+                for key in keys:
+                    self._all[key] = self._render(key)
+                    bar.advance(1)
+                return
+            global _RENDERING
+            _RENDERING = self  # forked workers inherit it: nothing to pickle but the keys and the pixels
+            try:
+                with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+                    for key, window in zip(keys, pool.map(_render_rendering, keys), strict=True):
+                        self._all[key] = window
+                        bar.advance(1)
+            finally:
+                _RENDERING = None
 
     def patch(self, s: int, gx: int, gy: int) -> tuple[np.ndarray, int, int]:
         n, px = self.cfg.window, self.px
@@ -134,6 +171,13 @@ class _SynthSource:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_cache": OrderedDict()}
+
+
+_RENDERING: _SynthSource | None = None  # the source whose windows a prerender's forked workers render
+
+
+def _render_rendering(key: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _RENDERING._render(key)
 
 
 class _FolderSource:
@@ -201,6 +245,9 @@ class PatchesConfig(Config):
     p_lesion: float = Field(0.5, ge=0, le=1)
     stain_sites: float = Field(1.0, ge=0, description="strength of the per-slide stain of SynthPath slides")
     split_seed: int = 0
+    prerender: bool = Field(False, description="SynthPath: render every window of the split's slides before the "
+                            "first step, in parallel, and keep them in memory (slides x slide_px^2 x 5 bytes)")
+    prerender_workers: int | None = Field(None, ge=1, description="processes for prerender (default: one per core)")
     augment: bool = True
     augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int | None = None
@@ -216,7 +263,11 @@ class _PatchBase(Dataset):
     def __init__(self, config: PatchesConfig, *, split: str, seed: int) -> None:
         self.config, self.split = config, split
         self.seed = config.seed if config.seed is not None else seed
+        if config.prerender and config.origin != "synth":
+            raise InputError("data.prerender: only SynthPath slides (origin 'synth') are prerendered")
         self.source = (_SynthSource if config.origin == "synth" else _FolderSource)(config, split, self.seed)
+        if config.prerender:
+            self.source.prerender(config.prerender_workers)
         self.weights = np.array([len(c.cells) for c in self.source.slides], dtype=np.float64)
         if self.weights.sum() == 0:
             raise InputError(f"data: no tissue cells with min_tissue={config.min_tissue} in the {split} split")
@@ -370,18 +421,40 @@ class NICDigitPatches(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if not (0 <= i < self.n):
-            raise IndexError(i)
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Items ``indices`` built together (what the data loader asks for a batch): each item's
+        random numbers come from its own seed, and the batch is resampled in one call."""
         cfg = self.config
-        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD161, i])
-        if rng.random() < cfg.p_empty:
-            return {"image": torch.zeros(1, cfg.patch, cfg.patch), "label": torch.tensor(10)}
-        k = int(rng.integers(len(self.labels)))
-        x = torch.from_numpy(self.digits[k].astype(np.float32))[None, None]
-        if cfg.augment and self.split == "train":
-            g = torch.Generator().manual_seed(_seed(self.seed, 0xA07, i))
-            x = geometric(x, g, rotate=False, zoom=cfg.zoom, elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
-        return {"image": x[0].contiguous(), "label": torch.tensor(int(self.labels[k]))}
+        p, g = cfg.patch, 4
+        aug = cfg.augment and self.split == "train"
+        labels = np.full(len(indices), 10, np.int64)
+        rows, picks, scale, coarse = [], [], [], []
+        for j, i in enumerate(indices):
+            if not (0 <= i < self.n):
+                raise IndexError(i)
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD161, i])
+            if rng.random() < cfg.p_empty:
+                continue
+            k = int(rng.integers(len(self.labels)))
+            rows.append(j)
+            picks.append(k)
+            labels[j] = self.labels[k]
+            if aug:
+                scale.append(rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom))
+                coarse.append(rng.standard_normal((2, g, g)))
+        images = torch.zeros(len(indices), 1, p, p)
+        if rows:
+            x = torch.from_numpy(self.digits[picks].astype(np.float32))[:, None]
+            if aug:
+                m = len(rows)
+                x = warp(x, torch.zeros(m), torch.ones(m), torch.tensor(scale, dtype=torch.float32),
+                         torch.from_numpy(np.stack(coarse).astype(np.float32)),
+                         elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
+            images[rows] = x
+        labels_t = torch.from_numpy(labels)
+        return [{"image": images[j], "label": labels_t[j]} for j in range(len(indices))]
 
 
 __all__ = ["NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]

@@ -57,7 +57,7 @@ def split_seed_for(split_seed: int, split: str) -> int:
 
 
 @lru_cache(maxsize=1)
-def _renderer_fingerprint() -> str:
+def renderer_fingerprint() -> str:
     """Hash of SynthPath's source: a disk cache made by another version of the renderer is not reused."""
     import histolatent.synth as synth
 
@@ -72,7 +72,7 @@ def _key(cfg: SynthNucleiCropsConfig, split: str) -> str:
     d = cfg.to_dict()
     d.pop("cache_dir")
     d["split"] = split
-    d["renderer"] = _renderer_fingerprint()
+    d["renderer"] = renderer_fingerprint()
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -47,7 +47,7 @@ from histolatent.io.atomic import atomic_folder
 
 __all__ = ["GRID_FORMAT", "GRID_SUFFIX", "MANIFEST", "GridStore", "check_dihedral_k", "dihedral_transform",
            "find_grid_stores",
-           "grid_checksum", "grid_manifest", "grid_options", "read_manifest", "read_slide_grid", "store_shape",
+           "grid_checksum", "grid_manifest", "grid_options", "read_manifest", "read_slide_grid", "store_shape", "window_overlap",
            "verify_grid", "write_slide_grid"]
 
 #: Name of the manifest inside a grid store.
@@ -321,15 +321,19 @@ class GridStore:
         """
         k = self._k(k)
         out = np.zeros((self.channels, int(height), int(width)), np.float32)
-        (r0, r1, c0, c1), (o0, o1, p0, p1) = _overlap(top, left, height, width, self.frame(k))
+        (r0, r1, c0, c1), (o0, o1, p0, p1) = window_overlap(top, left, height, width, self.frame(k))
         if r1 > r0 and c1 > c0:
-            whole = self._whole(k)
-            if whole is not None:
-                src = whole[:, r0:r1, c0:c1]
-            else:
-                src = self._grid[k, :, r0:r1, c0:c1] if self.dihedral else self._grid[:, r0:r1, c0:c1]
-            out[:, o0:o1, p0:p1] = src
+            out[:, o0:o1, p0:p1] = self.region(r0, r1, c0, c1, k)
         return out
+
+    def region(self, r0: int, r1: int, c0: int, c1: int, k: int = 0) -> np.ndarray:
+        """Codes of rows ``r0:r1``, columns ``c0:c1`` of grid ``k``, inside the grid: ``(C, r1-r0, c1-c0)``
+        as stored (float16; a view of the kept grid for a small store, do not modify)."""
+        k = self._k(k)
+        whole = self._whole(k)
+        if whole is not None:
+            return whole[:, r0:r1, c0:c1]
+        return self._grid[k, :, r0:r1, c0:c1] if self.dihedral else self._grid[:, r0:r1, c0:c1]
 
     def _whole(self, k: int) -> np.ndarray | None:
         """Grid ``k`` in memory if it is small (:attr:`KEEP_BYTES`), else None."""
@@ -343,7 +347,7 @@ class GridStore:
     def mask_window(self, top: int, left: int, height: int, width: int, k: int = 0) -> np.ndarray:
         """The tissue mask under :meth:`window`, ``(height, width)`` bool (False outside the grid)."""
         out = np.zeros((int(height), int(width)), bool)
-        (r0, r1, c0, c1), (o0, o1, p0, p1) = _overlap(top, left, height, width, self.frame(k))
+        (r0, r1, c0, c1), (o0, o1, p0, p1) = window_overlap(top, left, height, width, self.frame(k))
         if r1 > r0 and c1 > c0:
             out[o0:o1, p0:p1] = self.mask(k)[r0:r1, c0:c1]
         return out
@@ -356,7 +360,7 @@ class GridStore:
         self.__init__(state["path"])
 
 
-def _overlap(top: int, left: int, height: int, width: int, shape: tuple[int, int]
+def window_overlap(top: int, left: int, height: int, width: int, shape: tuple[int, int]
              ) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
     """The part of a window inside an ``shape`` array: (source rows/cols), (window rows/cols)."""
     top, left = int(top), int(left)

@@ -20,7 +20,7 @@ from torch import Tensor
 from histolatent.config import Config
 from histolatent.errors import InputError
 
-__all__ = ["AugmentConfig", "augment", "elastic_field", "geometric", "photometric"]
+__all__ = ["AugmentConfig", "augment", "elastic_field", "geometric", "photometric", "warp"]
 
 
 class AugmentConfig(Config):
@@ -46,24 +46,46 @@ def elastic_field(n: int, size: tuple[int, int], alpha: float, grid: int, g: tor
     Gaussian control points on a ``grid x grid`` lattice (std ``alpha`` of the half-side),
     upsampled bicubically: a field as smooth as a Gaussian-filtered one, at a fraction of the cost.
     """
-    coarse = torch.randn(n, 2, grid, grid, generator=g) * (2.0 * alpha)
-    return F.interpolate(coarse, size=size, mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    return _smooth_field(torch.randn(n, 2, grid, grid, generator=g), size, alpha)
+
+
+def _smooth_field(coarse: Tensor, size: tuple[int, int], alpha: float) -> Tensor:
+    return F.interpolate(coarse * (2.0 * alpha), size=size, mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+
+
+def _draw(n: int, g: torch.Generator, rotate: bool, zoom: float, elastic_alpha: float,
+          elastic_grid: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The random numbers of :func:`geometric` for ``n`` images, in the order it draws them."""
+    ang = _u(n, 0.0, 2 * math.pi, g) if rotate else torch.zeros(n)
+    mirror = (torch.rand(n, generator=g) < 0.5).float() * 2 - 1 if rotate else torch.ones(n)
+    scale = _u(n, 1.0 - zoom, 1.0 + zoom, g) if zoom > 0 else torch.ones(n)
+    coarse = torch.randn(n, 2, elastic_grid, elastic_grid, generator=g) if elastic_alpha > 0 else None
+    return ang, mirror, scale, coarse
 
 
 def geometric(x: Tensor, g: torch.Generator, *, rotate: bool = True, zoom: float = 0.0,
               elastic_alpha: float = 0.0, elastic_grid: int = 4) -> Tensor:
     """Random rotation (+ mirror), zoom and elastic deformation of ``x (N, C, H, W)``, one resampling."""
+    return warp(x, *_draw(x.shape[0], g, rotate, zoom, elastic_alpha, elastic_grid), elastic_alpha=elastic_alpha)
+
+
+def warp(x: Tensor, angle: Tensor, mirror: Tensor, scale: Tensor, coarse: Tensor | None = None, *,
+         elastic_alpha: float = 0.0) -> Tensor:
+    """:func:`geometric` with its random numbers given: ``angle`` (radians), ``mirror`` (+-1) and
+    ``scale`` ``(N,)``, ``coarse`` ``(N, 2, G, G)`` standard-normal control points of the
+    elastic field (scaled by ``elastic_alpha``) or None. For a data set that draws each item's
+    numbers from the item's own seed and resamples the batch at once."""
     n, _, h, w = x.shape
+    if not (angle.shape == mirror.shape == scale.shape == (n,)):
+        raise InputError(f"warp: angle, mirror and scale must be ({n},), got {tuple(angle.shape)}, "
+                         f"{tuple(mirror.shape)}, {tuple(scale.shape)}")
     theta = torch.zeros(n, 2, 3)
-    ang = _u(n, 0.0, 2 * math.pi, g) if rotate else torch.zeros(n)
-    mirror = (torch.rand(n, generator=g) < 0.5).float() * 2 - 1 if rotate else torch.ones(n)
-    scale = _u(n, 1.0 - zoom, 1.0 + zoom, g) if zoom > 0 else torch.ones(n)
-    c, s = torch.cos(ang) / scale, torch.sin(ang) / scale
+    c, s = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta[:, 0, 0], theta[:, 0, 1] = c * mirror, -s
     theta[:, 1, 0], theta[:, 1, 1] = s * mirror, c
     grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
-    if elastic_alpha > 0:
-        grid = grid + elastic_field(n, (h, w), elastic_alpha, elastic_grid, g)
+    if coarse is not None and elastic_alpha > 0:
+        grid = grid + _smooth_field(coarse, (h, w), elastic_alpha)
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
