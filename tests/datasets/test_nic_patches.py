@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from histolatent.datasets import create_dataset
-from histolatent.errors import InputError
+from histolatent.errors import ConfigError, InputError
 
 SMALL = dict(slides=3, slide_px=1024, tile_px=64, mpp=1.0, n=400, n_eval=40, block=8, window=4)
 
@@ -142,3 +142,19 @@ def test_digit_patches_are_9px_mnist_digits():
     assert all(float(it["image"].sum()) == 0 for it in items if int(it["label"]) == 10)
     again = create_dataset("nic-digit-patches", split="train", seed=0, n=50, p_empty=0.2)
     assert torch.equal(again[3]["image"], items[3]["image"])
+
+
+def test_digit_pairs_are_one_digit_twice_or_two_digits():
+    ds = create_dataset("nic-digit-pairs", split="train", seed=0, n=200)
+    items = [ds[i] for i in range(200)]
+    same = np.array([float(it["label"]) for it in items]) == 1
+    assert 60 < same.sum() < 140 and items[0]["image2"].shape == (1, 9, 9)
+    # "same" keeps the digit (augmented twice: the views differ), "different" takes another source digit
+    assert all(int(it["digit"]) == int(it["digit2"]) for it, s in zip(items, same, strict=True) if s)
+    assert all(not torch.equal(it["image"], it["image2"]) for it in items)
+    val = create_dataset("nic-digit-pairs", split="val", seed=0, n_eval=100)
+    vs = [val[i] for i in range(100)]
+    assert all(torch.equal(it["image"], it["image2"]) for it in vs if float(it["label"]) == 1)  # no augmentation
+    assert not any(torch.equal(it["image"], it["image2"]) for it in vs if float(it["label"]) == 0)
+    with pytest.raises(ConfigError, match="p_empty"):
+        create_dataset("nic-digit-pairs", p_empty=0.1)

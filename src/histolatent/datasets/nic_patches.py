@@ -33,6 +33,8 @@ elastic deformation, brightness, contrast, noise) is applied to the train split 
 ``nic-digit-patches``: NIC's synthetic-task patches: MNIST-5k digits down-sampled to 9 x 9
 (``{"image": (1, 9, 9), "label": digit}``; ``p_empty`` adds empty patches labelled 10), with
 scaling and elastic deformation on the train split, as the paper.
+
+``nic-digit-pairs``: the contrastive task on those patches (:class:`NICDigitPairs`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
 from histolatent.config import Config
@@ -384,5 +386,48 @@ class NICDigitPatches(Dataset):
         return {"image": x[0].contiguous(), "label": torch.tensor(int(self.labels[k]))}
 
 
-__all__ = ["NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]
+class DigitPairsConfig(DigitPatchesConfig):
+    p_same: float = Field(0.5, gt=0, lt=1, description="share of 'same' pairs")
+
+    @model_validator(mode="after")
+    def _no_empty(self) -> DigitPairsConfig:
+        if self.p_empty:
+            raise ValueError("p_empty: pairs are always of digits (set 0)")
+        return self
+
+
+@register_dataset("nic-digit-pairs")
+class NICDigitPairs(NICDigitPatches):
+    """Same / different pairs of digit patches, the contrastive encoder's task on the digit data.
+
+    The paper's pairs of the synthetic task came from its digit images (§4.1.5): *same* =
+    one location under two augmentations, *different* = a neighbouring location or another
+    image. Here a location is one digit patch: *same* (``label`` 1, probability ``p_same``) =
+    one source digit under two independent augmentations (zoom, elastic deformation); *different*
+    (``label`` 0) = another source digit of the split, of any class (a neighbouring patch of a
+    digit image holds an unrelated digit). ``{"image": (1, P, P), "image2": (1, P, P),
+    "label": float 1 / 0, "digit": int64, "digit2": int64}`` (the classes, for checks only).
+    """
+
+    Config = DigitPairsConfig
+
+    def _view(self, k: int, i: int, which: int) -> torch.Tensor:
+        x = torch.from_numpy(self.digits[k].astype(np.float32))[None, None]
+        if self.config.augment and self.split == "train":
+            g = torch.Generator().manual_seed(_seed(self.seed, 0xA08, i, which))
+            x = geometric(x, g, rotate=False, zoom=self.config.zoom, elastic_alpha=self.config.elastic_alpha).clamp(0, 1)
+        return x[0].contiguous()
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not (0 <= i < self.n):
+            raise IndexError(i)
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD1AB, i])
+        same = bool(rng.random() < self.config.p_same)
+        k = int(rng.integers(len(self.labels)))
+        k2 = k if same else (k + 1 + int(rng.integers(len(self.labels) - 1))) % len(self.labels)
+        return {"image": self._view(k, i, 0), "image2": self._view(k2, i, 1), "label": torch.tensor(float(same)),
+                "digit": torch.tensor(int(self.labels[k])), "digit2": torch.tensor(int(self.labels[k2]))}
+
+
+__all__ = ["NICDigitPairs", "NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]
 
