@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from histolatent.datasets import create_dataset
-from histolatent.errors import InputError
+from histolatent.errors import ConfigError, InputError
 
 SMALL = dict(slides=3, slide_px=1024, tile_px=64, mpp=1.0, n=400, n_eval=40, block=8, window=4)
 
@@ -168,3 +168,21 @@ def test_prerendered_windows_give_the_same_items_and_pairs(patches, pairs):
         assert not pre.source._cache  # every window came from the prerender
     with pytest.raises(InputError, match="prerender"):
         create_dataset("nic-patches", split="train", seed=0, origin="folder", root=".", prerender=True)
+
+
+def test_digit_pairs_are_one_digit_twice_or_two_digits():
+    ds = create_dataset("nic-digit-pairs", split="train", seed=0, n=200)
+    items = [ds[i] for i in range(200)]
+    same = np.array([float(it["label"]) for it in items]) == 1
+    assert 60 < same.sum() < 140 and items[0]["image2"].shape == (1, 9, 9)
+    # "same" keeps the digit (augmented twice: the views differ), "different" takes another source digit
+    assert all(int(it["digit"]) == int(it["digit2"]) for it, s in zip(items, same, strict=True) if s)
+    assert all(not torch.equal(it["image"], it["image2"]) for it in items)
+    val = create_dataset("nic-digit-pairs", split="val", seed=0, n_eval=100)
+    vs = [val[i] for i in range(100)]
+    assert all(torch.equal(it["image"], it["image2"]) for it in vs if float(it["label"]) == 1)  # no augmentation
+    assert not any(torch.equal(it["image"], it["image2"]) for it in vs if float(it["label"]) == 0)
+    with pytest.raises(ConfigError, match="p_empty"):
+        create_dataset("nic-digit-pairs", p_empty=0.1)
+    batch = ds.__getitems__([5, 1, 77])  # what the data loader asks for: the same pairs
+    assert all(all(torch.equal(b[k], ds[i][k]) for k in b) for i, b in zip([5, 1, 77], batch, strict=True))

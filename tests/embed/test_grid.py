@@ -130,3 +130,16 @@ def test_a_failure_leaves_nothing_and_bad_options_are_refused(tmp_path):
         embed_slide_grid(mean_rgb, _slide(), tmp_path / "i.zarr", tile_px=T, mpp=500000.0, slide_mpp=0.5)
     with pytest.raises(InputError, match="not a slide grid"):
         read_slide_grid(tmp_path / "missing.zarr")
+
+
+def test_a_one_channel_encoder_reads_the_grey_slide(tmp_path):
+    from histolatent.models import create_model
+
+    grey = np.repeat(_slide()[..., :1], 3, axis=2)  # a grey slide written as RGB (NIC's digit slides)
+    model = create_model("mean-rgb", image_size=T, in_channels=1)
+    out = embed_slide_grid(model, grey, tmp_path / "g.zarr", tile_px=T, mpp=0.5, slide_mpp=0.5, tissue=_tissue(),
+                           min_tissue=0.0)
+    grid, mask, _ = read_slide_grid(out)
+    assert grid.shape == (1, 3, 5) and mask.all()
+    want = np.array([[_colour(i, j)[0] for j in range(5)] for i in range(3)]) / 255
+    np.testing.assert_allclose(grid[0], want, atol=1e-3)

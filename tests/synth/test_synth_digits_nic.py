@@ -115,3 +115,24 @@ def test_multi_digit_canvas():
         assert d.min() >= 30  # no overlap
     with pytest.raises(InputError, match="mode"):
         rotated_digits(1, "X")
+
+
+def test_nic_image_from_mnist_digits_pastes_the_area_downsampled_test_digits(sample_paths):
+    from histolatent.synth.digits import source_digits
+
+    img = nic_image(3, 360, fraction=0.001, split="test", digit_source="mnist-5k")
+    imgs, labels = source_digits("mnist-5k")
+    test = set(split_indices("test", source="mnist-5k"))
+    assert set(img.digits["source_index"]) <= test and len(test) == 750
+    assert (labels[img.digits["source_index"]] == img.digits["cls"]).all()
+    # a digit no other digit overlaps is the source digit area-averaged to 9 x 9
+    d = img.digits
+    for r in d.itertuples():
+        others = d[(abs(d.x - r.x) < 9) & (abs(d.y - r.y) < 9)]
+        if len(others) == 1:
+            want = np.rint(cv2.resize(imgs[r.source_index], (9, 9), interpolation=cv2.INTER_AREA) * 255)
+            np.testing.assert_array_equal(img.image[r.y:r.y + 9, r.x:r.x + 9], want.clip(0, 255).astype(np.uint8))
+            break
+    else:
+        pytest.fail("every digit overlaps another")
+    assert nic_image(3, 360, fraction=0.001).image.tobytes() != img.image.tobytes()  # sklearn stays the default

@@ -48,3 +48,15 @@ def test_infogan_benchmark_trains_a_seed_through_fit(tmp_path):
     report, run, _ = ig._infogan_seed(0, 2, tmp_path, test, data=data, batch=10)
     assert json.loads((run / "model.json").read_text())["step"] == 2
     assert 0.0 <= report["accuracy"] <= 1.0 and ig._finite_run(run)
+
+
+def test_nic_zoo_trains_a_shipped_config_through_fit_once_and_reuses_it(tmp_path):
+    zoo = bench("nic_zoo")
+    run, info = zoo.trained_encoder("nic-siamese-digits", steps=2, zoo=tmp_path)
+    assert not info["reused"] and info["steps"] == 2 and (run / "weights.safetensors").is_file()
+    assert "nic-digit-pairs" in (run / "config.yaml").read_text()
+    again, info2 = zoo.trained_encoder("nic-siamese-digits", steps=2, zoo=tmp_path)
+    assert again == run and info2["reused"]
+    other, info3 = zoo.trained_encoder("nic-siamese-digits", steps=2, zoo=tmp_path, overrides={"model.code_size": 4})
+    assert other != run and not info3["reused"]
+    assert list(tmp_path.glob("*.partial")) == []

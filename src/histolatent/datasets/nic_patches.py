@@ -35,6 +35,8 @@ elastic deformation, brightness, contrast, noise) is applied to the train split 
 ``nic-digit-patches``: NIC's synthetic-task patches: MNIST-5k digits down-sampled to 9 x 9
 (``{"image": (1, 9, 9), "label": digit}``; ``p_empty`` adds empty patches labelled 10), with
 scaling and elastic deformation on the train split, as the paper.
+
+``nic-digit-pairs``: the contrastive task on those patches (:class:`NICDigitPairs`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
 from histolatent.config import Config
@@ -457,5 +459,59 @@ class NICDigitPatches(Dataset):
         return [{"image": images[j], "label": labels_t[j]} for j in range(len(indices))]
 
 
-__all__ = ["NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]
+class DigitPairsConfig(DigitPatchesConfig):
+    p_same: float = Field(0.5, gt=0, lt=1, description="share of 'same' pairs")
+
+    @model_validator(mode="after")
+    def _no_empty(self) -> DigitPairsConfig:
+        if self.p_empty:
+            raise ValueError("p_empty: pairs are always of digits (set 0)")
+        return self
+
+
+@register_dataset("nic-digit-pairs")
+class NICDigitPairs(NICDigitPatches):
+    """Same / different pairs of digit patches, the contrastive encoder's task on the digit data.
+
+    The paper's pairs of the synthetic task came from its digit images (§4.1.5): *same* =
+    one location under two augmentations, *different* = a neighbouring location or another
+    image. Here a location is one digit patch: *same* (``label`` 1, probability ``p_same``) =
+    one source digit under two independent augmentations (zoom, elastic deformation); *different*
+    (``label`` 0) = another source digit of the split, of any class (a neighbouring patch of a
+    digit image holds an unrelated digit). ``{"image": (1, P, P), "image2": (1, P, P),
+    "label": float 1 / 0, "digit": int64, "digit2": int64}`` (the classes, for checks only).
+    """
+
+    Config = DigitPairsConfig
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Pairs ``indices`` built together: both views of every pair warped in one call."""
+        cfg = self.config
+        aug = cfg.augment and self.split == "train"
+        picks, scale, coarse, same = [], [], [], []
+        for i in indices:
+            if not (0 <= i < self.n):
+                raise IndexError(i)
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD1AB, i])
+            same.append(bool(rng.random() < cfg.p_same))
+            k = int(rng.integers(len(self.labels)))
+            picks += [k, k if same[-1] else (k + 1 + int(rng.integers(len(self.labels) - 1))) % len(self.labels)]
+            if aug:
+                for _ in range(2):
+                    scale.append(rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom))
+                    coarse.append(rng.standard_normal((2, 4, 4)))
+        x = torch.from_numpy(self.digits[picks].astype(np.float32))[:, None]
+        if aug:
+            m = len(picks)
+            x = warp(x, torch.zeros(m), torch.ones(m), torch.tensor(scale, dtype=torch.float32),
+                     torch.from_numpy(np.stack(coarse).astype(np.float32)), elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
+        digits = torch.from_numpy(self.labels[picks].astype(np.int64))
+        return [{"image": x[2 * j], "image2": x[2 * j + 1], "label": torch.tensor(float(same[j])),
+                 "digit": digits[2 * j], "digit2": digits[2 * j + 1]} for j in range(len(indices))]
+
+
+__all__ = ["NICDigitPairs", "NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]
 

