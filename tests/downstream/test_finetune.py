@@ -58,3 +58,19 @@ def test_label_fraction_is_stratified_and_parsed(setup):
         finetune(tmp, data=tmp)
     with pytest.raises(InputError, match="task"):
         finetune(run, task="detect", data=tmp)
+
+
+def test_segment_task_scores_glas_objects(setup, tmp_path):
+    from histolatent.io.glas import write_glas_grades, write_glas_image
+
+    _, run, _ = setup
+    for k, name in enumerate(("train_1", "train_2", "testA_1")):
+        anno = np.zeros((24, 24), np.uint8)
+        anno[4:12, 4:14] = 1
+        write_glas_image(tmp_path, name, np.full((24, 24, 3), 60 + 40 * k, np.uint8), anno)
+    write_glas_grades(tmp_path, {"train_1": "benign", "train_2": "malignant", "testA_1": "benign"})
+    r = finetune(run, task="segment", labels=1.0, data=tmp_path, steps=2, batch_size=2, out=tmp_path / "seg",
+                 overrides=["data.tile_px=16"])
+    assert load_model(r.run).registry_name == "vgg-segmenter" and r.n_labelled == 2 * 8
+    assert sorted(r.scores) == ["f1", "object_dice", "object_hausdorff"]
+    assert 0 <= r.scores["object_dice"] <= 1
