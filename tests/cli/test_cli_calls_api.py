@@ -173,6 +173,10 @@ SPECS: dict[str, Any] = {
                                         {"method": "log"}),
     "embed": lambda rec: Spec({"histolatent.embed.embed_cells": Path("o.parquet")},
                               {"run": "r", "cells": "c.parquet", "out": "o.parquet"}),
+    "finetune": lambda rec: Spec({"histolatent.downstream.finetune.finetune": SimpleNamespace(
+        run=Path("ft"), n_labelled=3, label_fraction=0.01, scores={"accuracy": 0.5})},
+        {"run": "pre", "data": "pcam"}, alts={"task": ["segment"], "init": ["random"], "head": ["mlp"],
+                                             "labels": ["10%"], "label_seed": [3]}),
     "probe": lambda rec: Spec({"histolatent.downstream.probes.probe_table": {}},
                               {"table": "t.parquet", "label": "grade", "features": ["z_iso"]}),
     "cluster": lambda rec: Spec({"histolatent.embed.cluster_cells": (Path("t.parquet"), Path("t.geojson"))},

@@ -302,6 +302,15 @@ REAL: dict[str, Real] = {
     "train": Real(["{in}/tiny.yaml", "--out", "{out}/run"], lambda o, t, c: _data(o, "*/weights.safetensors"),
                   {"--set": ["--set", "train.seed=4"], "--out": ["--out", "{out}/other"],
                    "--precision": ["--precision", "bf16-mixed"]}),
+    "finetune": Real(["{in}/drl", "--data", "{in}/pcam", "--steps", "2", "--batch-size", "4", "--labels", "50%",
+                      "--out", "{out}/ft"],
+                     lambda o, t, c: (c, [ln for ln in t.splitlines() if not ln.startswith("run:")],
+                                      _data(o, "*/weights.safetensors")),
+                     {"--data": ["--data", "{in}/pcam2"], "--labels": ["--labels", "100%"],
+                      "--init": ["--init", "random"], "--head": ["--head", "mlp"], "--steps": ["--steps", "3"],
+                      "--batch-size": ["--batch-size", "2"], "--seed": ["--seed", "1"],
+                      "--label-seed": ["--label-seed", "7"], "--set": ["--set", "model.lr=0.1"],
+                      "--out": ["--out", "{out}/other"]}),
     "nuclei train": Real(["{in}/unet.yaml", "--out", "{out}/run"], lambda o, t, c: _data(o, "*/weights.safetensors"),
                          {"--set": ["--set", "train.seed=4"], "--out": ["--out", "{out}/other"]}),
     "nuclei evaluate": Real(["log", "--tiles", "1", "--size", "64"], _scores,
@@ -464,6 +473,24 @@ def inputs(tmp_path_factory) -> Path:
         table[f"z_{j:02d}"] = rng.normal(size=len(roi)) + 0.5 * grade
         table[f"w_{j:02d}"] = rng.normal(size=len(roi))
     table.to_parquet(root / "probe.parquet")
+    # fine-tuning: a tiny DRL run, two PCam folders and a GLaS folder
+    from histolatent.io.glas import write_glas_grades, write_glas_image
+    from histolatent.io.pcam import write_pcam_split
+
+    torch.manual_seed(5)
+    _save_run(create_model("drl", image_size=32, widths=[4, 8], convs=[1, 1], local_block=1, fem_channels=2,
+                           disc_channels=[4, 4, 4], prior_hidden=[4]), root / "drl")
+    for folder, shift in (("pcam", 0), ("pcam2", 1)):
+        for split, n in (("train", 24), ("valid", 4), ("test", 8)):
+            y = (np.arange(n) + shift) % 2
+            x = np.random.default_rng(shift).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            write_pcam_split(root / folder, split, x, y)
+    (root / "glas").mkdir()
+    for k, name in enumerate(("train_1", "train_2", "testA_1")):
+        anno = np.zeros((24, 24), np.uint8)
+        anno[4:12, 4:14] = 1
+        write_glas_image(root / "glas", name, np.full((24, 24, 3), 60 + 40 * k, np.uint8), anno)
+    write_glas_grades(root / "glas", {"train_1": "benign", "train_2": "malignant", "testA_1": "benign"})
     # run configs
     tiny = (TESTS / "train" / "tiny.yaml").read_text().replace("steps: 30", "steps: 2")
     (root / "tiny.yaml").write_text(tiny)
@@ -565,6 +592,8 @@ OTHER: dict[str, dict[str, str]] = {
               "--devices": _DDP, "--strategy": _DDP,
               "--accelerator": "not output-changing: the device the run computes on; on this CPU-only test machine "
                                "auto and cpu are the same device (test_cli_calls_api checks it reaches fit)"},
+    # a segment run needs a GLaS folder where classify needs a PCam one: no common baseline
+    "finetune": {"--task": "downstream/test_finetune.py::test_segment_task_scores_glas_objects"},
     "nuclei train": {"--resume": "train/test_engine.py::test_sigkill_then_resume_ends_with_identical_weights",
                      "--threads": "not output-changing: torch CPU threads set the speed; sums may round differently "
                                   "(weights agree to float precision, bitwise only at the same thread count): "

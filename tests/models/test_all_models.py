@@ -40,6 +40,8 @@ TINY: dict[str, dict] = {
     "dim": dict(image_size=16, widths=[4, 4], convs=[1, 1], local_block=1, code_dim=2, mi_units=4, global_weight=0.5,
                 global_hidden=4, prior_hidden=[4]),
     "slide-cnn": dict(in_channels=3, crop=12, filters=4, hidden=4),
+    "vgg-classifier": dict(image_size=16, widths=[4, 4], convs=[1, 1], head="mlp", hidden=4),
+    "vgg-segmenter": dict(image_size=16, widths=[4, 8], convs=[1, 1], decoder_scale=1.0),
     "attention-mil": dict(in_channels=3, crop=6, instance_dim=4, attention_dim=3),
 }
 BATCH = 4

@@ -80,6 +80,8 @@ COVERAGE: dict[str, list[str] | str] = {
             "test_drl.py::test_one_step_lowers_the_encoder_terms_and_the_prior_discriminator_loss"],
     "dim": ["test_dim.py::test_loss_is_the_sum_of_its_terms_computed_directly",
             "test_dim.py::test_one_step_raises_both_mi_estimates_and_trains_the_prior_discriminator"],
+    "vgg-classifier": ["test_transfer.py::test_classifier_loss_is_the_cross_entropy_of_its_head_on_pooled_blocks"],
+    "vgg-segmenter": ["test_transfer.py::test_segmenter_loss_is_cross_entropy_plus_soft_dice_from_its_logits"],
     "mean-rgb": "learns nothing: no loss (test_nic.py::test_mean_rgb_is_the_per_channel_mean checks its code)",
 }
 

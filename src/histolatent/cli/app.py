@@ -35,6 +35,7 @@ def build_app() -> typer.Typer:
         compress,
         demo,
         embed,
+        finetune,
         info,
         nuclei,
         probe,
@@ -49,7 +50,7 @@ def build_app() -> typer.Typer:
 
     # single commands, then groups of sub-commands, in the order `histolatent --help` lists them
     for name, module in (("info", info), ("samples", samples), ("train", train), ("demo", demo), ("bench", bench),
-                         ("embed", embed), ("probe", probe), ("cluster", cluster), ("compress", compress)):
+                         ("embed", embed), ("finetune", finetune), ("probe", probe), ("cluster", cluster), ("compress", compress)):
         app.command(name, help=module.command.__doc__)(module.command)
     for name, module in (("runs", runs), ("slide", slide), ("slides", slides), ("stain", stain), ("nuclei", nuclei),
                          ("synth", synth)):

@@ -6,9 +6,11 @@ module is added here.
 
 from histolatent.datasets import (  # noqa: F401  (each module registers its datasets)
     digits,
+    glas,
     grid_crops,
     nic_patches,
     nuclei_tiles,
+    pcam,
     synth_cells,
     synth_digits,
     synth_nuclei_crops,

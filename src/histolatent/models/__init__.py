@@ -21,17 +21,19 @@ from histolatent.models import (  # noqa: F401  (importing a method's module reg
     slide_cnn,
     spatial_vae,
     target_vae,
+    transfer,
     unet,
     vae,
     vae_baselines,
 )
 from histolatent.models.base import PlainOptimizers, RepresentationModel
 from histolatent.models.registry import create_model, list_models, model_class, register_model
-from histolatent.models.weights import load_model, save_weights
+from histolatent.models.weights import copy_weights, load_model, save_weights
 
 __all__ = [
     "PlainOptimizers",
     "RepresentationModel",
+    "copy_weights",
     "create_model",
     "list_models",
     "load_model",

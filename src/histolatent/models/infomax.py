@@ -27,23 +27,16 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from histolatent.config import Config
 from histolatent.losses.mi import prior_discriminator_loss, prior_generator_loss
 from histolatent.models.base import Batch, Optimizers, RepresentationModel
-from histolatent.nn.vgg import VGG19_CONVS, VGG19_WIDTHS, VGGEncoder
+from histolatent.nn.vgg import VGGBackboneConfig, VGGEncoder
 
 __all__ = ["InfoMaxConfig", "InfoMaxModel", "PriorDiscriminator", "spatial_mean"]
 
 
-class InfoMaxConfig(Config):
+class InfoMaxConfig(VGGBackboneConfig):
     """Backbone, prior term and optimiser (DRL §4.B.1: Adam 1e-4, batch 8, VGG-19)."""
 
-    image_size: int = Field(96, ge=2, description="input side S, px (PCam: 96)")
-    in_channels: int = Field(3, ge=1)
-    mpp: float = Field(0.972, gt=0, description="µm per pixel of the input (PCam: 10x, about 0.97)")
-    widths: list[int] = Field(default_factory=lambda: list(VGG19_WIDTHS), description="channels of each VGG block")
-    convs: list[int] = Field(default_factory=lambda: list(VGG19_CONVS), description="3x3 convs in each VGG block")
-    batch_norm: bool = Field(True, description="BN after each conv (VGG-19-BN); the paper does not say")
     local_block: int = Field(4, ge=1, description="the block whose output the local objective reads (1-based)")
     prior_weight: float = Field(0.1, ge=0, description="gamma of DIM's prior matching (0: off)")
     prior_hidden: list[int] = Field(default_factory=lambda: [1000, 200])
@@ -53,13 +46,8 @@ class InfoMaxConfig(Config):
 
     @model_validator(mode="after")
     def _fits(self) -> InfoMaxConfig:
-        if len(self.widths) != len(self.convs) or not self.widths:
-            raise ValueError(f"widths {self.widths} and convs {self.convs} must be non-empty and of the same length")
         if self.local_block > len(self.widths):
             raise ValueError(f"local_block {self.local_block} is past the last of {len(self.widths)} blocks")
-        if self.image_size % 2 ** len(self.widths):
-            raise ValueError(f"image_size {self.image_size} must be divisible by 2^{len(self.widths)} "
-                             f"({len(self.widths)} max-pools)")
         return self
 
     @property

@@ -36,7 +36,7 @@ from histolatent.io.atomic import atomic_path, write_text_atomic
 from histolatent.models.base import RepresentationModel
 from histolatent.models.registry import create_model
 
-__all__ = ["MODEL_JSON", "WEIGHTS", "load_model", "save_weights"]
+__all__ = ["MODEL_JSON", "WEIGHTS", "copy_weights", "load_model", "save_weights"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -114,6 +114,52 @@ def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"
     return model.to(device).eval()
 
 
+def copy_weights(model: RepresentationModel, source: str | os.PathLike, *, prefix: str = "backbone.") -> list[str]:
+    """Warm start: copy the tensors named ``prefix...`` of a trained run into ``model``, in place.
+
+    Parameters
+    ----------
+    model : RepresentationModel
+        The model to initialise; its other tensors are left as they are.
+    source : path
+        A finished run folder (its ``weights.safetensors``) or a weights file.
+    prefix : str
+        The part to copy: every tensor of ``model`` whose name starts with it must be in
+        ``source`` with the same shape (``"backbone."``: the VGG encoder of ``drl``, ``dim``,
+        ``vgg-classifier`` ...; a pretext model's other parts, such as DRL's FEM, stay behind).
+
+    Returns
+    -------
+    list of str
+        The names copied.
+
+    Raises
+    ------
+    InputError
+        Naming ``source``: not a run or weights file, unreadable, or missing or misshapen tensors.
+    """
+    path = Path(source)
+    path = path / WEIGHTS if path.is_dir() else path
+    if not path.is_file():
+        raise InputError(f"init_from {str(source)!r}: no {WEIGHTS} there; not a finished histolatent run")
+    state = _read_weights(path, (_read_meta(path.parent / MODEL_JSON)["name"] if (path.parent / MODEL_JSON).is_file()
+                                 else None), "cpu")
+    want = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    if not want:
+        raise InputError(f"init_from {str(source)!r}: the model has no tensors named {prefix!r}*")
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(state[k].shape) if k in state else 'missing'}"
+           for k, v in want.items() if k not in state or state[k].shape != v.shape]
+    if bad:
+        shown = "; ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise InputError(f"init_from {str(source)!r}: its {prefix!r}* tensors do not fit the model ({shown}); "
+                         "build the model with the same backbone options as the pretrained run")
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if k in want:
+                v.copy_(state[k].to(v.device, v.dtype))
+    return sorted(want)
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -125,14 +171,14 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def _read_weights(path: Path, name: str, device: str | torch.device) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path, name: str | None, device: str | torch.device) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             saved_for = (f.metadata() or {}).get("model")
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, ValueError) as err:
         raise InputError(f"{str(path)!r}: not a readable safetensors file (truncated or corrupt: {err})") from None
-    if saved_for is not None and saved_for != name:
+    if name is not None and saved_for is not None and saved_for != name:
         raise InputError(f"{str(path)!r}: the weights are of model {saved_for!r}, but {MODEL_JSON} says {name!r}")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:

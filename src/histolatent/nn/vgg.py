@@ -15,12 +15,38 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-__all__ = ["VGG19_CONVS", "VGG19_WIDTHS", "VGGEncoder"]
+from histolatent.config import Config
+
+__all__ = ["VGG19_CONVS", "VGG19_WIDTHS", "VGGBackboneConfig", "VGGEncoder"]
 
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
 VGG19_CONVS = (2, 2, 4, 4, 4)
+
+
+class VGGBackboneConfig(Config):
+    """The options of a model built on :class:`VGGEncoder` (DRL, DIM and their downstream networks).
+
+    A pretext run and the network fine-tuned from it share these, so the encoder's weights fit.
+    """
+
+    image_size: int = Field(96, ge=2, description="input side S, px (PCam: 96)")
+    in_channels: int = Field(3, ge=1)
+    mpp: float = Field(0.972, gt=0, description="µm per pixel of the input (PCam: 10x, about 0.97)")
+    widths: list[int] = Field(default_factory=lambda: list(VGG19_WIDTHS), description="channels of each VGG block")
+    convs: list[int] = Field(default_factory=lambda: list(VGG19_CONVS), description="3x3 convs in each VGG block")
+    batch_norm: bool = Field(True, description="BN after each conv (VGG-19-BN); the paper does not say")
+
+    @model_validator(mode="after")
+    def _backbone_fits(self) -> VGGBackboneConfig:
+        if len(self.widths) != len(self.convs) or not self.widths:
+            raise ValueError(f"widths {self.widths} and convs {self.convs} must be non-empty and of the same length")
+        if self.image_size % 2 ** len(self.widths):
+            raise ValueError(f"image_size {self.image_size} must be divisible by 2^{len(self.widths)} "
+                             f"({len(self.widths)} max-pools)")
+        return self
 
 
 class VGGEncoder(nn.Module):

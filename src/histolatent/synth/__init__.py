@@ -13,6 +13,8 @@ Main entry points
   :mod:`histolatent.synth.writers`): :func:`write_cells`, :func:`write_tiles`,
   :func:`write_rois`, :func:`write_stain_pairs`, :func:`write_slides`, :func:`write_nic`,
   :func:`write_grids`, :func:`write_digits`
+- :func:`write_pcam`, :func:`write_glas`: PCam- and GLaS-layout folders for DRL's transfer
+  protocol (:mod:`histolatent.synth.transfer`)
 - :func:`grid_slide` (a compressed slide with a known lesion, :mod:`histolatent.synth.grids`)
 - :func:`nic_image`, :func:`nic_slide`
 - :func:`rotated_digits`, :func:`multi_digit_canvas`
@@ -42,7 +44,17 @@ from histolatent.synth.stain import (
     site_scanner,
     site_stain,
 )
-from histolatent.synth.tissue import PRESETS, REGIONS, TYPE_IDS, TYPES, Blob, TissueSpec, World
+from histolatent.synth.tissue import (
+    PRESETS,
+    REGIONS,
+    TYPE_IDS,
+    TYPES,
+    Blob,
+    TissueSpec,
+    World,
+    gland_masks,
+)
+from histolatent.synth.transfer import gland_tiles, pcam_patches, write_glas, write_pcam
 from histolatent.synth.writers import (
     write_cells,
     write_digits,
@@ -72,7 +84,7 @@ def realism_figure(out_path, **kwargs):
 __all__ = [
     "CLEAN", "PRESETS", "REFERENCE_MATRIX", "REGIONS", "TYPES", "TYPE_IDS", "Blob", "GridSlide", "Lesion",
     "NicImage", "RoiSet", "Scanner", "SlideTruth", "Stain", "StainPair", "SynthTile", "TissueSpec", "World",
-    "cell_patches", "clean_rgb", "grid_slide", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
+    "cell_patches", "clean_rgb", "gland_masks", "gland_tiles", "pcam_patches", "write_glas", "write_pcam", "grid_slide", "multi_digit_canvas", "nic_image", "nic_slide", "random_lesion", "realism_figure",
     "realism_table", "render_region", "render_tile", "rerender", "roi_set", "rotated_digits", "site_scanner",
     "site_stain", "split_indices", "stain_pair", "stain_pairs", "write_cells", "write_digits", "write_grids", "write_nic",
     "write_rois", "write_slide", "write_slides", "write_stain_pairs", "write_tiles",

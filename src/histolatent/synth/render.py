@@ -40,6 +40,7 @@ from histolatent.synth.tissue import (
     TissueSpec,
     World,
     as_tissue,
+    gland_masks,
     layer_angle,
     layers,
     memberships,
@@ -103,6 +104,16 @@ class SynthTile:
     @property
     def background(self) -> tuple[float, float, float]:
         return self.stain.background
+
+    @property
+    def glands(self) -> np.ndarray:
+        """Gland instances ``(H, W)`` int32 (nests with a lumen; :func:`~histolatent.synth.tissue.gland_masks`)."""
+        return gland_masks(self.regions)[0]
+
+    @property
+    def lumen(self) -> np.ndarray:
+        """Gland lumen ``(H, W)`` bool."""
+        return gland_masks(self.regions)[1]
 
 
 def _check_size(size_px: Any, name: str = "size_px") -> tuple[int, int]:

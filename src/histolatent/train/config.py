@@ -64,6 +64,10 @@ class TrainConfig(Config):
                            "to the log and the run's train.log either way)")
     progress_every_s: float = Field(30.0, ge=0, description="seconds between progress lines in the log")
     deterministic: bool = True
+    init_from: str | None = Field(None, description="warm start: a finished run folder (or weights file) whose "
+                                  "tensors named train.init_prefix* are copied into the new model before step 0 "
+                                  "(not on resume)")
+    init_prefix: str = Field("backbone.", description="which tensors train.init_from copies (a name prefix)")
 
     @model_validator(mode="after")
     def _time_horizon_needs_budget(self) -> TrainConfig:

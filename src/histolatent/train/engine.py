@@ -35,7 +35,7 @@ from histolatent.config import apply_overrides, dump_yaml, load_yaml
 from histolatent.datasets import create_dataset
 from histolatent.errors import InputError, TrainingError
 from histolatent.io.atomic import write_text_atomic
-from histolatent.models import create_model
+from histolatent.models import copy_weights, create_model
 from histolatent.progress import log_to_file, progress
 from histolatent.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from histolatent.train.config import (
@@ -194,7 +194,10 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, data
 
     seed_step(t.seed, 0, 0)  # identical initial weights on every rank
     model_opts = {k: v for k, v in cfg.model.items() if k != "name"}
-    model = create_model(cfg.model["name"], **model_opts).to(fabric.device)
+    model = create_model(cfg.model["name"], **model_opts)
+    if t.init_from is not None and resume_ckpt is None:  # a resumed run's checkpoint holds these already
+        copy_weights(model, t.init_from, prefix=t.init_prefix)
+    model = model.to(fabric.device)
     raw_opts = model.configure_optimizers()
     names = list(raw_opts)
     wrapped = fabric.setup_optimizers(*raw_opts.values())
