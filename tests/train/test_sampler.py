@@ -1,11 +1,14 @@
-"""The engine's resumable sampler: epochs are permutations, resumes are exact, blocks stay together."""
+"""The engine's resumable sampler: epochs are permutations, resumes are exact, blocks stay together;
+the prefetch thread hands over the same batches in order and passes a data set's error on."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from histolatent.errors import InputError
-from histolatent.train.data import ResumableBatchSampler
+from histolatent.train import RunConfig, fit
+from histolatent.train.data import ResumableBatchSampler, ThreadPrefetch, train_loader
 
 
 def _batches(**kw):
@@ -42,3 +45,47 @@ def test_ranks_take_disjoint_slices_of_each_global_batch():
 def test_a_bad_block_is_refused():
     with pytest.raises(InputError, match="sample_block"):
         ResumableBatchSampler(10, 2, seed=0, total_steps=1, block=0)
+
+
+# -- the prefetch thread ----------------------------------------------------------------------
+class _Items(torch.utils.data.Dataset):
+    """Item i is a function of i alone (as every registered data set's); ``broken`` raises."""
+
+    def __init__(self, n: int, broken: int | None = None) -> None:
+        self.n, self.broken = n, broken
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        if i == self.broken:
+            raise ValueError(f"item {i} is corrupt")
+        g = torch.Generator().manual_seed(i)
+        return {"image": torch.rand(1, 8, 8, generator=g)}
+
+
+def test_prefetched_batches_are_the_batches_in_order_and_an_error_reaches_the_loop():
+    kw = dict(batch_size=4, seed=2, total_steps=9, start_step=0, rank=0, world_size=1, num_workers=0)
+    plain = [b["image"] for b in train_loader(_Items(20), **kw)]
+    ahead = train_loader(_Items(20), prefetch=3, **kw)
+    assert isinstance(ahead, ThreadPrefetch) and len(ahead) == 9
+    got = [b["image"] for b in ahead]
+    assert len(got) == 9 and all(torch.equal(a, b) for a, b in zip(plain, got, strict=True))
+    seen = 0
+    with pytest.raises(ValueError, match="item 7 is corrupt"):
+        for _ in train_loader(_Items(20, broken=7), prefetch=2, **kw):
+            seen += 1
+    assert seen < 9
+    with pytest.raises(ValueError, match="prefetch"):
+        RunConfig(model={"name": "vae"}, data={"name": "digits"}, train={"prefetch": 2, "num_workers": 1})
+
+
+def test_a_run_with_a_prefetch_thread_learns_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = {"model": {"name": "autoencoder", "image_size": 16, "channels": [4, 8], "latent_dim": 4},
+           "data": {"name": "digits", "size": 16}, "train": {"steps": 6, "batch_size": 8, "progress": False}}
+    runs = [fit(RunConfig(**{**cfg, "train": {**cfg["train"], "prefetch": p}}), out=tmp_path / f"p{p}")
+            for p in (0, 2)]
+    a, b = (load_file(r / "weights.safetensors") for r in runs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -50,7 +50,7 @@ from histolatent.io.grids import (
     window_overlap,
 )
 from histolatent.io.labels import read_slide_labels
-from histolatent.tissue.sampling import distance_to_background, sample_cells, spread_cells
+from histolatent.tissue.sampling import distance_to_background, spread_cells
 
 __all__ = ["GridCrops", "GridCropsConfig", "fold_splits", "slide_partitions", "split_slides"]
 
@@ -197,27 +197,49 @@ class GridCrops(Dataset):
     def _rng(self, *tags: int) -> np.random.Generator:
         return np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), *tags])
 
-    def _distance(self, s: int, k: int) -> np.ndarray:
+    def _cdf(self, s: int, k: int) -> np.ndarray:
+        """Running sum of :func:`distance_to_background` over the cells of grid ``k`` of slide ``s``."""
         if (s, k) not in self._weights:
-            self._weights[(s, k)] = distance_to_background(self.stores[s].mask(k))
+            w = distance_to_background(self.stores[s].mask(k)).ravel()
+            if not w.sum() > 0:
+                raise InputError(f"grid {str(self.stores[s].path)!r}: no tissue cell to take a crop around")
+            self._weights[(s, k)] = np.cumsum(w)
         return self._weights[(s, k)]
 
     def locate(self, i: int) -> tuple[int, int, int, int]:
         """``(slide, row, column, k)`` of item ``i``: its slide, crop centre and dihedral transform."""
-        if not 0 <= i < self.n:
-            raise IndexError(i)
+        return tuple(int(v) for v in self.locate_many([i])[0])
+
+    def locate_many(self, indices) -> np.ndarray:
+        """:meth:`locate` of every index, ``(n, 4)`` int64. A train item's numbers are hashes of
+        (seed, split, index): the dihedral transform, and a uniform number that picks the centre
+        through the running sum of the distance to background (a cell with probability
+        proportional to its distance; background never)."""
+        from histolatent.synth.noise import hash_uniform, seed32
+
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = idx[(idx < 0) | (idx >= self.n)]
+        if len(bad):
+            raise IndexError(int(bad[0]))
+        out = np.zeros((len(idx), 4), np.int64)
         if self.split == "train":
-            s = i % len(self.stores)
-            rng = self._rng(0xC409, i)
-            k = int(rng.integers(8)) if self.config.dihedral else 0
-            grid_k = k if self.stores[s].dihedral else 0
-            r, c = sample_cells(self.stores[s].mask(grid_k), 1, rng, weights=self._distance(s, grid_k))[0]
-            return s, int(r), int(c), k
-        s, j = divmod(i, self.config.eval_crops)
-        if s not in self._spread:
-            self._spread[s] = spread_cells(self.stores[s].mask(0), self.config.eval_crops, self._rng(0xE7A1, s))
-        r, c = self._spread[s][j % len(self._spread[s])]
-        return s, int(r), int(c), 0
+            key = seed32(self.seed, SPLITS.index(self.split), 0xC409)
+            out[:, 0] = idx % len(self.stores)
+            if self.config.dihedral:
+                out[:, 3] = np.minimum((hash_uniform(key, idx, 0) * 8).astype(np.int64), 7)
+            u = hash_uniform(key, idx, 1)
+            for j, (s, k) in enumerate(zip(out[:, 0], out[:, 3], strict=True)):
+                grid_k = int(k) if self.stores[s].dihedral else 0
+                cdf = self._cdf(int(s), grid_k)
+                cell = min(int(np.searchsorted(cdf, u[j] * cdf[-1], side="right")), len(cdf) - 1)
+                out[j, 1:3] = divmod(cell, self.stores[s].frame(grid_k)[1])
+            return out
+        for j, i in enumerate(idx):
+            s, t = divmod(int(i), self.config.eval_crops)
+            if s not in self._spread:
+                self._spread[s] = spread_cells(self.stores[s].mask(0), self.config.eval_crops, self._rng(0xE7A1, s))
+            out[j, :3] = s, *self._spread[s][t % len(self._spread[s])]
+        return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([i])[0]
@@ -227,10 +249,9 @@ class GridCrops(Dataset):
         crop that lies on its grid is read and transformed, never the whole (mostly empty) crop.
         With ``trim``, the batch array is only the box that holds every item's grid part."""
         size, n = self.config.crop, len(indices)
-        where = np.zeros((n, 4), np.int64)  # slide, row, column, k
+        where = self.locate_many(indices)  # slide, row, column, k
         parts = []
-        for j, i in enumerate(indices):
-            s, r, c, k = where[j] = self.locate(i)
+        for j, (s, r, c, k) in enumerate(where.tolist()):
             store = self.stores[s]
             grid_k = k if store.dihedral else 0
             (r0, r1, c0, c1), box = window_overlap(r - size // 2, c - size // 2, size, size, store.frame(grid_k))

@@ -55,6 +55,7 @@ from histolatent.config import Config
 from histolatent.datasets.registry import SPLITS, register_dataset
 from histolatent.errors import InputError
 from histolatent.nn.augment import AugmentConfig, augment, warp
+from histolatent.synth.noise import hash_normal, hash_uniform
 
 #: SynthPath tissue classes (the oracle's targets): the slide presets, "tumour" inside lesions.
 TISSUE_CLASSES = ("breast", "tumour", "normal", "stroma", "lymphoid", "fat")
@@ -427,36 +428,48 @@ class NICDigitPatches(Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         """Items ``indices`` built together (what the data loader asks for a batch): each item's
-        random numbers come from its own seed, and the batch is resampled in one call."""
+        random numbers are hashes of (seed, split, index), drawn for the whole batch at once,
+        and the batch is resampled in one call."""
         cfg = self.config
-        p, g = cfg.patch, 4
-        aug = cfg.augment and self.split == "train"
-        labels = np.full(len(indices), 10, np.int64)
-        rows, picks, scale, coarse = [], [], [], []
-        for j, i in enumerate(indices):
-            if not (0 <= i < self.n):
-                raise IndexError(i)
-            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD161, i])
-            if rng.random() < cfg.p_empty:
-                continue
-            k = int(rng.integers(len(self.labels)))
-            rows.append(j)
-            picks.append(k)
-            labels[j] = self.labels[k]
-            if aug:
-                scale.append(rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom))
-                coarse.append(rng.standard_normal((2, g, g)))
-        images = torch.zeros(len(indices), 1, p, p)
-        if rows:
-            x = torch.from_numpy(self.digits[picks].astype(np.float32))[:, None]
-            if aug:
-                m = len(rows)
-                x = warp(x, torch.zeros(m), torch.ones(m), torch.tensor(scale, dtype=torch.float32),
-                         torch.from_numpy(np.stack(coarse).astype(np.float32)),
-                         elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
-            images[rows] = x
+        idx = self._indices(indices)
+        key = self._key(0xD161)
+        digit = ~(hash_uniform(key, idx, 0) < cfg.p_empty)
+        k = self._pick(key, idx)
+        labels = np.where(digit, self.labels[k], 10).astype(np.int64)
+        images = torch.zeros(len(idx), 1, cfg.patch, cfg.patch)
+        if digit.any():
+            images[torch.from_numpy(digit)] = self._views(key, idx[digit], k[digit], view=0)
         labels_t = torch.from_numpy(labels)
-        return [{"image": images[j], "label": labels_t[j]} for j in range(len(indices))]
+        return [{"image": images[j], "label": labels_t[j]} for j in range(len(idx))]
+
+    def _indices(self, indices: list[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = idx[(idx < 0) | (idx >= self.n)]
+        if len(bad):
+            raise IndexError(int(bad[0]))
+        return idx
+
+    def _key(self, tag: int) -> int:
+        return _seed(self.seed, SPLITS.index(self.split), tag)
+
+    def _pick(self, key: int, idx: np.ndarray, tag: int = 1) -> np.ndarray:
+        return np.minimum((hash_uniform(key, idx, tag) * len(self.labels)).astype(np.int64), len(self.labels) - 1)
+
+    def _views(self, key: int, idx: np.ndarray, k: np.ndarray, view: int) -> torch.Tensor:
+        """Digits ``k`` as ``(N, 1, P, P)``, zoomed and elastically deformed on the train split by
+        numbers hashed from (item, view): one resampling for all of them."""
+        cfg = self.config
+        x = torch.from_numpy(self.digits[k].astype(np.float32))[:, None]
+        if not (cfg.augment and self.split == "train") or not len(idx):
+            return x
+        m = len(idx)
+        scale = 1.0 - cfg.zoom + 2.0 * cfg.zoom * hash_uniform(key, idx, view, 2)
+        axis, g = np.arange(2), np.arange(4)  # a 2 x 4 x 4 field of control points per image
+        coarse = hash_normal(key, idx[:, None, None, None], view, 3, axis[:, None, None], g[None, :, None],
+                             g[None, None, :])
+        return warp(x, torch.zeros(m), torch.ones(m), torch.from_numpy(scale.astype(np.float32)),
+                    torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32)),
+                    elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
 
 
 class DigitPairsConfig(DigitPatchesConfig):
@@ -489,28 +502,17 @@ class NICDigitPairs(NICDigitPatches):
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         """Pairs ``indices`` built together: both views of every pair warped in one call."""
-        cfg = self.config
-        aug = cfg.augment and self.split == "train"
-        picks, scale, coarse, same = [], [], [], []
-        for i in indices:
-            if not (0 <= i < self.n):
-                raise IndexError(i)
-            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLITS.index(self.split), 0xD1AB, i])
-            same.append(bool(rng.random() < cfg.p_same))
-            k = int(rng.integers(len(self.labels)))
-            picks += [k, k if same[-1] else (k + 1 + int(rng.integers(len(self.labels) - 1))) % len(self.labels)]
-            if aug:
-                for _ in range(2):
-                    scale.append(rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom))
-                    coarse.append(rng.standard_normal((2, 4, 4)))
-        x = torch.from_numpy(self.digits[picks].astype(np.float32))[:, None]
-        if aug:
-            m = len(picks)
-            x = warp(x, torch.zeros(m), torch.ones(m), torch.tensor(scale, dtype=torch.float32),
-                     torch.from_numpy(np.stack(coarse).astype(np.float32)), elastic_alpha=cfg.elastic_alpha).clamp(0, 1)
-        digits = torch.from_numpy(self.labels[picks].astype(np.int64))
-        return [{"image": x[2 * j], "image2": x[2 * j + 1], "label": torch.tensor(float(same[j])),
-                 "digit": digits[2 * j], "digit2": digits[2 * j + 1]} for j in range(len(indices))]
+        idx = self._indices(indices)
+        key = self._key(0xD1AB)
+        same = hash_uniform(key, idx, 0) < self.config.p_same
+        k = self._pick(key, idx)
+        other = (k + 1 + np.minimum((hash_uniform(key, idx, 4) * (len(self.labels) - 1)).astype(np.int64),
+                                    len(self.labels) - 2)) % len(self.labels)
+        k2 = np.where(same, k, other)
+        x1, x2 = self._views(key, idx, k, view=0), self._views(key, idx, k2, view=1)
+        d1, d2 = torch.from_numpy(self.labels[k].astype(np.int64)), torch.from_numpy(self.labels[k2].astype(np.int64))
+        return [{"image": x1[j], "image2": x2[j], "label": torch.tensor(float(same[j])), "digit": d1[j],
+                 "digit2": d2[j]} for j in range(len(idx))]
 
 
 __all__ = ["NICDigitPairs", "NICDigitPatches", "NICPairs", "NICPatches", "TISSUE_CLASSES"]

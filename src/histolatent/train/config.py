@@ -47,7 +47,10 @@ class TrainConfig(Config):
     precision: str = Field("32-true", description="32-true, bf16-mixed, 16-mixed, bf16-true, or auto: bf16-mixed "
                            "where the hardware runs bf16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 or "
                            "AMX), else 32-true; emulated bf16 is many times slower than fp32")
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, description="data-loader processes building batches beside the steps")
+    prefetch: int = Field(0, ge=0, description="with num_workers 0: batches a thread of the training process builds "
+                          "ahead (no process start, no copies between processes: for batches that are cheap but "
+                          "not free next to a small model); the data set must draw its randomness from its own seeds")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's, or "
                                 "cores / processes under DDP); 1 avoids spin-waiting on a busy machine")
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
@@ -68,6 +71,13 @@ class TrainConfig(Config):
                                   "tensors named train.init_prefix* are copied into the new model before step 0 "
                                   "(not on resume)")
     init_prefix: str = Field("backbone.", description="which tensors train.init_from copies (a name prefix)")
+
+    @model_validator(mode="after")
+    def _one_way_to_load_ahead(self) -> TrainConfig:
+        if self.prefetch and self.num_workers:
+            raise ValueError(f"train.prefetch={self.prefetch} is the thread for num_workers=0; with "
+                             f"num_workers={self.num_workers} the worker processes load ahead: drop one of them")
+        return self
 
     @model_validator(mode="after")
     def _time_horizon_needs_budget(self) -> TrainConfig:

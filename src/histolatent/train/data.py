@@ -69,12 +69,69 @@ class ResumableBatchSampler:
 
 
 def train_loader(dataset: Dataset, *, batch_size: int, seed: int, total_steps: int, start_step: int,
-                 rank: int, world_size: int, num_workers: int) -> DataLoader:
+                 rank: int, world_size: int, num_workers: int, prefetch: int = 0) -> DataLoader | ThreadPrefetch:
     sampler = ResumableBatchSampler(len(dataset), batch_size, seed=seed, total_steps=total_steps,
                                     start_step=start_step, rank=rank, world_size=world_size,
                                     block=getattr(dataset, "sample_block", 1))
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0)
+    return ThreadPrefetch(loader, prefetch) if prefetch and not num_workers else loader
+
+
+class ThreadPrefetch:
+    """A loader whose batches a background thread builds up to ``depth`` ahead, in order.
+
+    For ``num_workers = 0``: the batches are built in this process (no worker start-up, no
+    copying into shared memory) while the model's step runs, which releases the GIL in its
+    kernels. An error in the data set is raised here, at the batch it broke. The thread ends
+    when the iterator is exhausted or closed.
+    """
+
+    def __init__(self, loader: DataLoader, depth: int) -> None:
+        if int(depth) < 1:
+            raise InputError(f"prefetch: expected at least 1 batch ahead, got {depth!r}")
+        self.loader, self.depth = loader, int(depth)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        import queue
+        import threading
+
+        slots: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    slots.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def build() -> None:
+            try:
+                for batch in self.loader:
+                    if not put(("batch", batch)):
+                        return
+                put(("end", None))
+            except BaseException as err:  # handed to the training thread, raised there
+                put(("error", err))
+
+        worker = threading.Thread(target=build, name="histolatent-prefetch", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = slots.get()
+                if kind == "batch":
+                    yield value
+                elif kind == "end":
+                    return
+                else:
+                    raise value
+        finally:
+            stop.set()
 
 
 def eval_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 0) -> DataLoader:

@@ -233,7 +233,8 @@ def _train(fabric, cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, data
         train_ds = create_dataset(cfg.data["name"], split="train", seed=t.seed, **data_opts)
         val_ds = create_dataset(cfg.data["name"], split="val", seed=t.seed, **data_opts) if t.val_every else None
     loader = train_loader(train_ds, batch_size=t.batch_size, seed=t.seed, total_steps=t.steps,
-                          start_step=start_step, rank=rank, world_size=world, num_workers=t.num_workers)
+                          start_step=start_step, rank=rank, world_size=world, num_workers=t.num_workers,
+                          prefetch=t.prefetch)
 
     metrics = None
     if is_main:
