@@ -20,9 +20,10 @@ C = TypeVar("C", bound="Config")
 
 
 class Config(BaseModel):
-    """Base of every configuration: unknown keys rejected, values validated on assignment."""
+    """Base of every configuration: unknown keys rejected, values validated on assignment, and
+    no NaN or inf in a number (``lr: .nan`` would otherwise reach torch as a traceback)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
