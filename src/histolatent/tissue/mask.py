@@ -234,17 +234,14 @@ def mask_from_image(path_or_array: str | os.PathLike | np.ndarray,
     if isinstance(path_or_array, np.ndarray):
         arr, name = path_or_array, "<array>"
     else:
-        from PIL import Image, UnidentifiedImageError
+        from histolatent.io.image import open_image_file
 
         path = Path(path_or_array)
         name = str(path)
         if not path.is_file():
             raise InputError(f"mask {name!r}: file does not exist")
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("L") if im.mode not in ("1", "L", "I;16", "I") else im)
-        except (UnidentifiedImageError, OSError) as err:
-            raise InputError(f"mask {name!r}: unreadable image ({err})") from None
+        with open_image_file(path, what="mask") as im:
+            arr = np.asarray(im.convert("L") if im.mode not in ("1", "L", "I;16", "I") else im)
     arr = np.asarray(arr)
     if arr.ndim == 3:
         arr = arr.max(axis=-1)
