@@ -162,6 +162,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     (defaults to the suffix of ``path``).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder; expected a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
