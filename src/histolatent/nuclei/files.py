@@ -62,9 +62,9 @@ def _find_nuclei(inputs: Any, out: str | os.PathLike, *, method: str, model: Any
     if table_path.is_file() and not overwrite:
         row.update(slide_summary(read_cell_table(table_path)), status="skipped")
         return pd.DataFrame([row])
-    out.mkdir(parents=True, exist_ok=True)
     cells = cells_from_slide(files[0], method=method, model=model, mpp=mpp, slide_mpp=slide_mpp, slide_id=sid,
                              progress=show, **options)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad input leaves no empty output folder
     if geojson and "polygon" in cells.columns:
         from histolatent.io.geojson_export import write_geojson
 
