@@ -20,7 +20,7 @@ def list_(root: Path = typer.Argument(Path("runs"), help="Folder holding run fol
         return " ".join(f"{k}={float(v):.4g}" for k, v in d.items() if k not in ("step", "elapsed_s"))
 
     def status(s: dict) -> str:
-        return f"{s['status']}: {s['problem']}" if s["problem"] else s["status"]
+        return f"{s['status']}: {s['problem']}" if s.get("problem") else s["status"]
 
     rows = [(run.name, s["model"], status(s), s["step"], losses(s["train"]), losses(s["val"]))
             for run, s in ((run, run_summary(run)) for run in list_runs(root))]
