@@ -46,8 +46,14 @@ def _tag() -> str:
     return f"{_host()}-{os.getpid()}"
 
 
-def _prefix(path: Path) -> str:
-    return f".{path.name}.{_tag()}."
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The prefix of this process's temporaries for ``path`` (``.<name>.<host>-<pid>.``), for
+    writers that make their own (a scratch folder) and want :func:`remove_stale_temps` to find
+    them once their process is dead; end the name with ``.tmp``."""
+    return f".{Path(path).name}.{_tag()}."
+
+
+_prefix = temp_prefix
 
 
 _TEMP = re.compile(r"^\..+\.(?P<host>[0-9a-f]{6})-(?P<pid>\d+)\.[^.]+\.(tmp.*|old)$")
