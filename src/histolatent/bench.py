@@ -104,6 +104,14 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def benchmark_names(bench_dir: str | os.PathLike = "benchmarks") -> list[str]:
+    """The registered benchmarks: the scripts ``bench_dir/NAME.py`` (NAME a plain identifier, no ``_`` first)."""
+    folder = Path(bench_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.py") if p.stem.isidentifier() and not p.stem.startswith("_"))
+
+
 def run_benchmark(name: str, *, quick: bool = False, bench_dir: str | os.PathLike = "benchmarks") -> dict[str, Any]:
     """Run the script ``bench_dir/NAME.py`` (its ``main(quick=...)``) and return its figures.
 
@@ -122,11 +130,9 @@ def run_benchmark(name: str, *, quick: bool = False, bench_dir: str | os.PathLik
     """
     import runpy
 
-    from histolatent.errors import InputError
-
+    known = benchmark_names(bench_dir)
+    if name not in known:
+        raise InputError(f"no benchmark {name!r} in {str(bench_dir)!r}; known: {', '.join(known) or '(none)'} "
+                         "(a name, not a path; run from the repository root, or pass --dir)")
     script = Path(bench_dir) / f"{name}.py"
-    if not script.is_file():
-        known = sorted(p.stem for p in Path(bench_dir).glob("*.py") if not p.stem.startswith("_"))
-        raise InputError(f"no benchmark {name!r} at {script}; known: {', '.join(known) or '(none)'} "
-                         "(run from the repository root, or pass --dir)")
     return runpy.run_path(str(script), run_name=f"histolatent_bench_{name}")["main"](quick=quick)

@@ -20,9 +20,10 @@ C = TypeVar("C", bound="Config")
 
 
 class Config(BaseModel):
-    """Base of every configuration: unknown keys rejected, values validated on assignment."""
+    """Base of every configuration: unknown keys rejected, values validated on assignment, and
+    no NaN or inf in a number (``lr: .nan`` would otherwise reach torch as a traceback)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -62,7 +63,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({yaml_problem(err)})") from None
     return key.split("."), value
 
 
@@ -83,6 +84,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def yaml_problem(err: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own message spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file."""
     path = Path(path)
@@ -91,7 +99,9 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(err)})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read as text ({err})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

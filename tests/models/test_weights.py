@@ -72,6 +72,7 @@ def test_weights_that_do_not_fit_or_are_not_finite_are_refused(run):
     with pytest.raises(InputError, match="do not fit model 'autoencoder'"):
         load_model(path)
     meta["config"]["latent_dim"] = 2
+    del meta["weights_sha256"]  # as a run from before the hash, so that the tensors themselves are checked
     (path / "model.json").write_text(json.dumps(meta))
     state = {k: v.clone() for k, v in net.state_dict().items()}
     key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
@@ -83,3 +84,26 @@ def test_weights_that_do_not_fit_or_are_not_finite_are_refused(run):
               metadata={"model": "vae"})
     with pytest.raises(InputError, match="weights are of model 'vae'"):
         load_model(path)
+
+
+def test_changed_weight_bytes_are_caught_by_the_recorded_sha256(run):
+    path, _ = run
+    w = path / "weights.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-3] ^= 0x40  # one bit of one float: still a valid safetensors file, and finite
+    w.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"weights\.safetensors.*changed after training.*SHA-256"):
+        load_model(path)
+
+
+def test_run_problem_says_why_a_run_is_broken_and_none_for_a_good_one(run):
+    from histolatent.models.weights import run_problem
+
+    path, _ = run
+    assert run_problem(path) is None
+    (path / "weights.safetensors").write_bytes(b"\x00" * 10)
+    assert "weights.safetensors" in run_problem(path)
+    (path / "weights.safetensors").unlink()
+    assert "weights.safetensors is missing" in run_problem(path)
+    (path / "model.json").unlink()
+    assert run_problem(path) is None  # neither file: an unfinished run, not a broken one

@@ -59,13 +59,31 @@ def build_app() -> typer.Typer:
     return app
 
 
-def main() -> None:
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    The one error path: an :class:`InputError` (and an operating-system error on a named file:
+    a read-only folder, a folder where a file was expected) is one clear line and exit code 2;
+    ``--help`` and bad options exit as click decides.
+    """
     build_app()
     try:
-        app()
+        app(args=argv, standalone_mode=True)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except InputError as err:  # a user error: one clear line, no traceback
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        return 2
+    except OSError as err:
+        if err.filename is None:
+            raise
+        typer.secho(f"error: {err.filename!s}: {err.strerror or err}", fg=typer.colors.RED, err=True)
+        return 2
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

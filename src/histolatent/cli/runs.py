@@ -12,14 +12,17 @@ app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
 
 @app.command("list")
 def list_(root: Path = typer.Argument(Path("runs"), help="Folder holding run folders.")) -> None:
-    """One line per run: model, status, step, last losses."""
+    """One line per run: model, status (broken runs say why), step, last losses."""
     from histolatent.cli._show import print_table
     from histolatent.train import list_runs, run_summary
 
     def losses(d: dict) -> str:
         return " ".join(f"{k}={float(v):.4g}" for k, v in d.items() if k not in ("step", "elapsed_s"))
 
-    rows = [(run.name, s["model"], s["status"], s["step"], losses(s["train"]), losses(s["val"]))
+    def status(s: dict) -> str:
+        return f"{s['status']}: {s['problem']}" if s.get("problem") else s["status"]
+
+    rows = [(run.name, s["model"], status(s), s["step"], losses(s["train"]), losses(s["val"]))
             for run, s in ((run, run_summary(run)) for run in list_runs(root))]
     print_table(rows, ("run", "model", "status", "step", "last train", "last val"), title=f"runs in {root}")
 

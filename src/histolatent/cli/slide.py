@@ -37,8 +37,9 @@ def info(path: Path = _PATH, slide_mpp: float = _MPP,
 def thumbnail(path: Path = _PATH, out: Path = typer.Argument(..., help="Output PNG."),
               max_px: int = typer.Option(1024, help="Longest side in pixels."), slide_mpp: float = _MPP) -> None:
     """Write a thumbnail (read in strips: memory does not grow with the slide)."""
-    from histolatent.io.atomic import write_image_atomic
+    from histolatent.io.atomic import check_output, write_image_atomic
 
+    check_output(out, name="OUT")
     with _open(path, slide_mpp) as slide:
         typer.echo(str(write_image_atomic(out, slide.thumbnail(max_px))))
 

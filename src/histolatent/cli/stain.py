@@ -74,10 +74,13 @@ def compare(source: Path = typer.Argument(..., help="Image to normalise."),
             set_: list[str] = typer.Option(None, "--set", help="Option for every method, e.g. colorizer.steps=300.")) -> None:
     """Normalise SOURCE to TARGET with each method; print a metrics table and write a figure."""
     from histolatent.cli._show import print_table
-    from histolatent.io.atomic import write_text_atomic
+    from histolatent.io.atomic import check_output, write_text_atomic
     from histolatent.stain.files import compare_normalizers, read_image
     from histolatent.viz.stain import stain_comparison_figure
 
+    for option, path in (("--figure", figure), ("--json", as_json)):
+        if path is not None:
+            check_output(path, name=option)
     names = comma_list(methods)
     _register_neural(*names)
     src, tgt, ref = (None if p is None else read_image(p) for p in (source, target, truth))

@@ -325,14 +325,22 @@ def probe_table(table: pd.DataFrame | str | os.PathLike, *, label: str, features
 
     from histolatent.downstream.aggregation import aggregate_rois
     from histolatent.errors import InputError
-    from histolatent.io.atomic import write_text_atomic
+    from histolatent.io.atomic import check_output, write_text_atomic
 
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
+        raise InputError(f"n_resamples: expected an integer >= 2 (the SD of the mAUC needs at least two "
+                         f"resampled training sets; the paper uses 10), got {n_resamples!r}")
+    if out is not None:
+        check_output(out, name="out")
     name = "table"
     if not isinstance(table, pd.DataFrame):
         name = f"table {str(table)!r}"
         if not Path(table).is_file():
             raise InputError(f"{name}: does not exist")
-        table = pd.read_parquet(table)
+        try:
+            table = pd.read_parquet(table)
+        except (OSError, ValueError) as err:  # pyarrow's errors derive from these
+            raise InputError(f"{name}: not a readable Parquet table ({type(err).__name__}: {err})") from None
     for col in (label, split):
         if col not in table.columns:
             raise InputError(f"{name}: no column {col!r}")

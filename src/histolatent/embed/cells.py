@@ -31,7 +31,7 @@ from histolatent.embed.columns import columns_from_parts
 from histolatent.embed.encode import PRECISIONS, encode_images, weights_hash
 from histolatent.embed.runs import patch_geometry, resolve_model
 from histolatent.errors import InputError
-from histolatent.io.atomic import atomic_path
+from histolatent.io.atomic import atomic_path, check_output
 from histolatent.io.image import check_mpp
 from histolatent.io.tables import (
     arrow_table,
@@ -223,26 +223,49 @@ class CellJob:
                     raise InputError(f"slide {slide.name!r} has no mpp; open it with open_slide(..., mpp=)")
                 slide = open_slide(src, mpp=check_mpp(fallback, name="slide_mpp"))
                 self._owned.append(slide)
+            self._check_inside(key, slide)
             self.slides[key] = slide
             identity[str(key)] = _source_identity(src, slide)
         return identity
+
+    def _check_inside(self, key: Any, slide: Any) -> None:
+        """Every cell centre lies on its slide: one off it would be encoded from a white patch."""
+        box = self._bounds.get(key)
+        if box is None:
+            return
+        W, H = slide.dimensions
+        x0, x1, y0, y1 = box
+        if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
+            raise InputError(f"{self.rows.name}: cell centres reach x {x0:g}..{x1:g}, y {y0:g}..{y1:g}, off the slide "
+                             f"{slide.name!r} ({W} x {H} px at level 0); is it the slide of these cells?")
 
     def _scan(self, by_id: bool) -> tuple[set, dict]:
         """One pass over the key columns: finite coordinates, slide ids, mpp per slide."""
         cols = [c for c in ("slide_id", "x", "y", "mpp") if c in self.rows.columns]
         ids: set = set()
         mpps: dict = {}
+        self._bounds: dict = {}
+
+        def grow(key: Any, xy: np.ndarray) -> None:
+            if len(xy):
+                lo, hi = xy.min(axis=0), xy.max(axis=0)
+                old = self._bounds.get(key, (np.inf, -np.inf, np.inf, -np.inf))
+                self._bounds[key] = (min(old[0], lo[0]), max(old[1], hi[0]), min(old[2], lo[1]), max(old[3], hi[1]))
+
         for chunk in self.rows.chunks(max(self.chunk_rows, 65536), cols):
-            if not np.isfinite(_xy(chunk)).all():
+            xy = _xy(chunk)
+            if not np.isfinite(xy).all():
                 raise InputError(f"{self.rows.name}: columns 'x'/'y' contain NaN or inf")
             m = chunk.column("mpp").to_numpy() if "mpp" in cols else np.zeros(0)
             if not by_id:
                 mpps.setdefault(None, set()).update(np.unique(m).tolist())
+                grow(None, xy)
                 continue
             keys = _ids(chunk)
             for k in np.unique(keys).tolist():
                 ids.add(k)
                 mpps.setdefault(k, set()).update(np.unique(m[keys == k]).tolist() if len(m) else [])
+                grow(k, xy[keys == k])
         return ids, mpps
 
     def _chunk_patches(self, chunk: Any, lo: int) -> np.ndarray:
@@ -412,6 +435,7 @@ def embed_cells(model: Any, cells: pd.DataFrame | str | os.PathLike, out: str | 
     >>> list(pd.read_parquet(out).columns)
     ['x', 'y', 'z_00', 'z_01']
     """
+    check_output(out, name="out")
     with CellJob(model, cells, slides=slides, patches=patches, mpp=mpp, size_px=size_px, slide_mpp=slide_mpp,
                  parts=parts, edge=edge, chunk_rows=chunk_rows, batch_size=batch_size, precision=precision) as job:
         with atomic_path(out) as tmp:

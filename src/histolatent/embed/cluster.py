@@ -22,7 +22,7 @@ import pandas as pd
 from histolatent.embed.cells import CellJob
 from histolatent.embed.encode import encode_images
 from histolatent.errors import InputError
-from histolatent.io.atomic import atomic_paths
+from histolatent.io.atomic import atomic_paths, check_output
 from histolatent.io.tables import REQUIRED_COLUMNS
 
 __all__ = ["classify_images", "cluster_cells", "cluster_columns"]
@@ -145,6 +145,8 @@ def cluster_cells(model: Any, cells: pd.DataFrame | str | os.PathLike, out: str 
     gj = Path(geojson) if geojson is not None else dest.with_suffix(".geojson")
     if gj == dest:
         raise InputError(f"geojson: {str(gj)!r} is the table's own path")
+    check_output(dest, name="out")
+    check_output(gj, name="geojson")
     with CellJob(model, cells, slides=slides, mpp=patch_mpp, slide_mpp=slide_mpp, parts=["c"], edge=edge,
                  chunk_rows=chunk_rows, batch_size=batch_size, precision=precision) as job:
         missing = [c for c in REQUIRED_COLUMNS if c not in job.rows.columns]

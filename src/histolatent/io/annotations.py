@@ -116,14 +116,10 @@ def _read_array(path: Path, *, what: str) -> np.ndarray:
             return np.asarray(tifffile.imread(str(path)))
         except Exception as err:  # tifffile raises many types on corrupt files
             raise InputError(f"{what} {str(path)!r}: unreadable TIFF ({err})") from None
-    from PIL import Image, UnidentifiedImageError
+    from histolatent.io.image import open_image_file
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise InputError(f"{what} {str(path)!r}: unreadable ({err})") from None
+    with open_image_file(path, what=what) as im:
+        return np.asarray(im)
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:

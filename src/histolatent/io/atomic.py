@@ -23,14 +23,140 @@ False
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from histolatent.errors import InputError
+
+
+def _host() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _tag() -> str:
+    """``<host>-<pid>``: who writes a temporary file, so that a later run can tell a dead writer's."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The prefix of this process's temporaries for ``path`` (``.<name>.<host>-<pid>.``), for
+    writers that make their own (a scratch folder) and want :func:`remove_stale_temps` to find
+    them once their process is dead; end the name with ``.tmp``."""
+    return f".{Path(path).name}.{_tag()}."
+
+
+_prefix = temp_prefix
+
+
+_TEMP = re.compile(r"^\..+\.(?P<host>[0-9a-f]{6})-(?P<pid>\d+)\.[^.]+\.(tmp.*|old)$")
+#: a temporary of another host (or an older naming) is removed only when this old, in seconds
+STALE_AFTER_S = 24 * 3600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and folders that dead writers left in ``folder``; returns them.
+
+    A temporary (see the module docstring) is stale when its writer's process no longer runs
+    on this host, or, written on another host, when it is older than :data:`STALE_AFTER_S`.
+    Temporaries of live writers are never touched.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    host = _host()
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m is None:
+            continue
+        if m["host"] == host:
+            stale = not _alive(int(m["pid"]))
+        else:
+            with contextlib.suppress(OSError):
+                stale = time.time() - p.lstat().st_mtime > STALE_AFTER_S
+        if stale:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            removed.append(p)
+    return removed
+
+
+def check_output(path: str | os.PathLike, *, name: str = "out", kind: str = "file", overwrite: bool = True) -> Path:
+    """Check, before any work, that ``path`` can be written; returns it as a :class:`Path`.
+
+    Parameters
+    ----------
+    path : path-like
+        The output: a file (``kind="file"``) or a folder (``kind="folder"``).
+    name : str
+        How errors name the input (``"--out"``, ``"OUT"``).
+    kind : str
+        ``"file"`` or ``"folder"``: a folder where a file is expected (or the reverse) is an error.
+    overwrite : bool
+        Whether an existing output may be replaced; False makes it an error that says how.
+
+    Raises
+    ------
+    InputError
+        The output is of the wrong kind, exists (without ``overwrite``), lies below a file, or
+        its folder is not writable. Stale temporaries of dead writers in its folder are
+        removed (:func:`remove_stale_temps`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> root = Path(tempfile.mkdtemp())
+    >>> check_output(root / "new" / "a.csv").name
+    'a.csv'
+    >>> check_output(root, name="--out")
+    Traceback (most recent call last):
+    ...
+    histolatent.errors.InputError: --out: '...' is a folder; expected a file name
+    """
+    if kind not in ("file", "folder"):
+        raise InputError(f"check_output: kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(path)
+    if path.is_dir() and kind == "file":
+        raise InputError(f"{name}: {str(path)!r} is a folder; expected a file name")
+    if path.exists() and not path.is_dir() and kind == "folder":
+        raise InputError(f"{name}: {str(path)!r} is a file; expected a folder")
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise InputError(f"{name}: {str(path)!r} already exists (pass --overwrite / overwrite=True to replace it)")
+    parent = path.parent if kind == "file" or not path.is_dir() else path
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{name}: cannot create {str(path)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{name}: cannot write {str(path)!r}: the folder {str(probe)!r} is not writable")
+    if probe == parent:
+        remove_stale_temps(parent)
+        if kind == "folder" and path.is_dir():
+            remove_stale_temps(path)
+    return path
 
 
 @contextlib.contextmanager
@@ -42,9 +168,11 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     (defaults to the suffix of ``path``).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder; expected a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -84,7 +212,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     try:
         for path in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
             os.close(fd)
             tmps.append(Path(tmp))
         yield tmps
@@ -93,7 +221,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
             for tmp, path in zip(tmps, targets, strict=True):
                 backup = None
                 if path.exists():
-                    backup = path.with_name(f".{path.name}.{os.getpid()}.old")
+                    backup = path.with_name(f"{_prefix(path)}backup.old")
                     os.replace(path, backup)
                 moved.append((path, backup))
                 os.replace(tmp, path)
@@ -132,11 +260,11 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False, name: str
         else:
             raise InputError(f"{name}: {str(path)!r} already exists (pass overwrite=True / --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         if path.exists():  # swap: the old folder leaves only once the new one is complete
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

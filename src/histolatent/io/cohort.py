@@ -6,7 +6,10 @@ slide and :func:`write_summary` writes the cohort's table. A task is a function 
 its outputs atomically and returns one summary row (a dict); it should catch its own errors
 and return them as ``status="failed"`` rows. If it raises anyway, or its worker dies more
 often than Dask allows (``distributed.scheduler.allowed-failures``; a dead worker's task is
-redone elsewhere until then), the row records the error and the other slides go on.
+redone elsewhere until then), the row records the error and the other slides go on. Since
+every output is written atomically and a task is idempotent, a slide redone after its worker
+died ends as it would have; the dead worker's temporaries are removed by
+:func:`write_summary` at the end (and by the next run in the folder).
 
 ``scheduler``: None starts a ``LocalCluster`` (one thread per worker), ``"inline"`` runs
 the tasks one after the other in this process without Dask, and an address
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from histolatent.errors import InputError
-from histolatent.io.atomic import write_text_atomic
+from histolatent.io.atomic import remove_stale_temps, write_text_atomic
 
 __all__ = ["INPUT_SUFFIXES", "list_inputs", "run_tasks", "summary_table", "write_summary"]
 
@@ -150,9 +153,14 @@ def summary_table(rows: Sequence[dict], columns: Sequence[str] | None = None) ->
 
 def write_summary(rows: Sequence[dict], out_dir: str | os.PathLike, *, name: str = "summary",
                   sort_by: str = "slide_id", table_columns: Sequence[str] | None = None):
-    """Write ``<name>.csv`` (every field) and ``<name>.txt`` (a table) atomically; returns the DataFrame."""
+    """Write ``<name>.csv`` (every field) and ``<name>.txt`` (a table) atomically; returns the DataFrame.
+
+    Written once every task has finished, so it also removes what writers that died during
+    the cohort (a lost worker, whose slide was redone elsewhere) left in ``out_dir``.
+    """
     import pandas as pd
 
+    remove_stale_temps(out_dir)
     summary = pd.DataFrame(list(rows))
     if sort_by in summary.columns:
         summary = summary.sort_values(sort_by).reset_index(drop=True)

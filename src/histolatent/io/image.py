@@ -12,6 +12,10 @@ physical scale passes through :func:`check_mpp`. The rules:
   is an error. Any other dtype is an error.
 - **Ownership.** The caller's array is never modified. An input that is already a C-contiguous
   ``uint8`` RGB array is returned as it is (no copy); everything else is a new array.
+- **Files.** :func:`open_image_file` opens PNG/JPEG/BMP/TIFF files through PIL without its
+  decompression-bomb limit (a 15,000 x 15,000 ROI is a legitimate input) but refuses an
+  image whose decoded pixels would not fit in the memory available; every PIL error becomes
+  an :class:`~histolatent.errors.InputError` naming the file.
 
 Example
 -------
@@ -27,7 +31,11 @@ torch.Size([1, 3, 4, 5])
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +46,8 @@ from histolatent.errors import InputError
 if TYPE_CHECKING:  # torch is imported only by the functions that return tensors
     import torch
 
-__all__ = ["MPP_RANGE", "PATCH_PRESETS", "PatchSpec", "check_mpp", "patch_spec", "rgb8_from_any", "rgb8_from_tensor",
-           "tensor_from_rgb8"]
+__all__ = ["MPP_RANGE", "PATCH_PRESETS", "PatchSpec", "available_memory", "check_mpp", "open_image_file", "patch_spec",
+           "rgb8_from_any", "rgb8_from_tensor", "tensor_from_rgb8"]
 
 #: The one valid range of a physical scale, in µm per pixel: from 0.01 (beyond any optical
 #: scanner) to 1,000 (a slide grid of 2,000-px tiles at 0.5 µm/px). Anything outside it is a
@@ -191,3 +199,65 @@ def rgb8_from_tensor(x: torch.Tensor) -> np.ndarray:
         raise InputError(f"expected a (N, 3, H, W) or (3, H, W) tensor, got {getattr(x, 'shape', type(x))}")
     y = x.detach().float().clamp(0.0, 1.0).mul(255.0).round_().to(torch.uint8)
     return y.movedim(-3, -1).cpu().numpy()
+
+
+_PIL_LIMIT = threading.Lock()
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None when unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None
+
+
+@contextlib.contextmanager
+def open_image_file(path: str | os.PathLike, *, what: str = "image") -> Iterator[Any]:
+    """A PIL image of ``path``, loaded, with a memory check instead of PIL's pixel limit.
+
+    Parameters
+    ----------
+    path : path-like
+        A PNG, JPEG, BMP or (untiled) TIFF file.
+    what : str
+        How errors name the input (``"image"``, ``"mask"``).
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable, truncated or corrupt, or decoding it would need more
+        memory than is available (twice its decoded size: the decode and one conversion).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = f"{what} {str(path)!r}"
+    try:
+        with _PIL_LIMIT:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"{name}: unreadable, truncated or corrupt ({err})") from None
+    with im:
+        w, h = im.size
+        need = 2 * w * h * max(len(im.getbands()), 3) * (2 if im.mode.startswith("I;16") else 1)
+        free = available_memory()
+        if free is not None and need > free:
+            raise InputError(f"{name}: {w} x {h} px needs about {need / 2**30:.1f} GiB to decode, but only "
+                             f"{free / 2**30:.1f} GiB of memory is available; convert it to a tiled pyramidal TIFF")
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError, MemoryError) as err:
+            raise InputError(f"{name}: unreadable, truncated or corrupt ({type(err).__name__}: {err})") from None
+        yield im

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.io.image import check_mpp, rgb8_from_any
+from histolatent.io.image import check_mpp, open_image_file, rgb8_from_any
 
 #: File suffixes read as plain images by :class:`ArraySlide`.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
@@ -432,7 +432,10 @@ class ArraySlide(Slide):
     ----------
     image : numpy.ndarray
         ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16 or float
-        in [0, 1]. Kept as a read-only view (never modified); RGBA is composited on white.
+        in [0, 1]. A uint8 array is kept as a read-only view (never modified); any other is
+        converted once, when the slide opens, under the image-input policy
+        (:func:`~histolatent.io.image.rgb8_from_any`: a float image in 0..255 is an error).
+        RGBA is composited on white.
     mpp : float, optional
         Microns per pixel. Without it the slide can be read in pixels but not at a
         physical scale.
@@ -446,6 +449,8 @@ class ArraySlide(Slide):
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or arr.size == 0:
             raise InputError(f"image {path or '<array>'}: expected HxW, HxWx3 or HxWx4, got shape {arr.shape}")
         mpp = check_mpp(mpp, name=f"image {str(path) if path else '<array>'}: mpp", optional=True)
+        if arr.dtype != np.uint8:  # the image-input policy, once, where the array enters (a float in 0..255 is
+            arr = rgb8_from_any(arr, name=f"image {str(path) if path else '<array>'}")  # an error, not white)
         view = arr.view()
         view.flags.writeable = False
         self._image = view
@@ -458,19 +463,13 @@ class ArraySlide(Slide):
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, mpp: float | None = None) -> ArraySlide:
         """Read a PNG/JPEG/BMP file (errors name the file)."""
-        from PIL import Image, UnidentifiedImageError
-
         path = Path(path)
-        try:
-            with Image.open(path) as im:
-                im.load()
-                if im.mode not in ("RGB", "RGBA", "L", "I;16", "I;16B", "I;16L", "LA"):
-                    im = im.convert("RGB")
-                if im.mode == "LA":
-                    im = im.convert("RGBA")
-                arr = np.asarray(im)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise InputError(f"image {str(path)!r}: unreadable, truncated or corrupt ({err})") from None
+        with open_image_file(path) as im:
+            if im.mode not in ("RGB", "RGBA", "L", "I;16", "I;16B", "I;16L", "LA"):
+                im = im.convert("RGB")
+            if im.mode == "LA":
+                im = im.convert("RGBA")
+            arr = np.asarray(im)
         return cls(arr, mpp=mpp, path=path)
 
     def _read_backend(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:

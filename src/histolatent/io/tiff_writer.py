@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.io.atomic import atomic_path
+from histolatent.io.atomic import atomic_path, temp_prefix
 from histolatent.io.image import check_mpp
 
 TileReader = Callable[[int, int, int, int], np.ndarray]
@@ -120,6 +120,9 @@ def write_pyramidal_tiff(path: str | os.PathLike, source: TileReader | np.ndarra
         ``progress(done_tiles, total_tiles)`` after each tile of every level.
     bigtiff : bool, optional
         Force (or forbid) BigTIFF; default: when the uncompressed pixels exceed 2 GiB.
+    tmp_dir : path-like, optional
+        Where the scratch copies of the lower levels go (default: beside ``path``, named as a
+        temporary of this process, so a killed run's are removed by the next run there).
 
     Returns
     -------
@@ -188,7 +191,11 @@ def write_pyramidal_tiff(path: str | os.PathLike, source: TileReader | np.ndarra
                 yield tile
 
     path = Path(path)
-    with tempfile.TemporaryDirectory(prefix="histolatent-pyramid-", dir=tmp_dir) as tmp, \
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the scratch levels live beside the output (or in tmp_dir) under a temporary's name, so that a
+    # killed writer's are removed by the next run there (io.atomic.remove_stale_temps)
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(path), suffix=".tmp",
+                                     dir=tmp_dir if tmp_dir is not None else path.parent) as tmp, \
             atomic_path(path) as tmp_path, tifffile.TiffWriter(tmp_path, bigtiff=bigtiff) as tif:
         store_in: _BlockStore | None = None
         try:

@@ -15,6 +15,7 @@ haematoxylin OD units) are the nuclei; blobs overlapping a stronger one by more 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,6 +41,17 @@ def _radii(radius_um: tuple[float, float], num_scales: int) -> np.ndarray:
     if int(num_scales) < 1:
         raise InputError(f"num_scales: expected >= 1, got {num_scales}")
     return np.geomspace(r0, r1, int(num_scales)) if num_scales > 1 else np.array([r0])
+
+
+def check_threshold(threshold: Any, *, name: str = "threshold") -> float:
+    """A finite LoG threshold (NaN would keep no blob at all, and say nothing)."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected a number, got {threshold!r}") from None
+    if not math.isfinite(value):
+        raise InputError(f"{name}: expected a finite number, got {threshold!r}")
+    return value
 
 
 def log_response(h: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -106,6 +118,7 @@ def detect_log(image: np.ndarray, *, mpp: float, radius_um: tuple[float, float] 
     [[40.0, 20.0]]
     """
     mpp = check_mpp(mpp)
+    threshold = check_threshold(threshold)
     h = haematoxylin_map(image, stain_matrix=stain_matrix)
     if not 0.0 <= float(overlap) <= 1.0:
         raise InputError(f"overlap: expected a fraction in [0, 1], got {overlap}")

@@ -33,6 +33,7 @@ __all__ = ["detect_nuclei", "evaluate_nuclei", "segment_nuclei", "write_nucleus_
 def _find_nuclei(inputs: Any, out: str | os.PathLike, *, method: str, model: Any, slide_mpp: float | None,
                  mpp: float | None, geojson: bool, overwrite: bool, scheduler: str | None, n_workers: int | None,
                  progress: bool | None, options: dict[str, Any]) -> pd.DataFrame:
+    from histolatent.io.atomic import check_output
     from histolatent.io.image import check_mpp
     from histolatent.nuclei.cohort import list_inputs, run_cohort
     from histolatent.nuclei.pipeline import METHODS
@@ -45,7 +46,7 @@ def _find_nuclei(inputs: Any, out: str | os.PathLike, *, method: str, model: Any
     slide_mpp = check_mpp(slide_mpp, name="slide_mpp", optional=True)
     mpp = check_mpp(mpp, name="mpp", optional=True)
     files = list_inputs(inputs)
-    out = Path(out)
+    out = check_output(out, name="out", kind="folder")
     show = sys.stderr.isatty() if progress is None else bool(progress)
     one = len(files) == 1 and isinstance(inputs, (str, os.PathLike)) and not Path(inputs).is_dir()
     if not one or scheduler is not None:
@@ -61,9 +62,9 @@ def _find_nuclei(inputs: Any, out: str | os.PathLike, *, method: str, model: Any
     if table_path.is_file() and not overwrite:
         row.update(slide_summary(read_cell_table(table_path)), status="skipped")
         return pd.DataFrame([row])
-    out.mkdir(parents=True, exist_ok=True)
     cells = cells_from_slide(files[0], method=method, model=model, mpp=mpp, slide_mpp=slide_mpp, slide_id=sid,
                              progress=show, **options)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad input leaves no empty output folder
     if geojson and "polygon" in cells.columns:
         from histolatent.io.geojson_export import write_geojson
 
@@ -122,9 +123,12 @@ def detect_nuclei(inputs: Any, out: str | os.PathLike, *, radius_um: tuple[float
     >>> summary.status.tolist(), bool(0.8 < summary.n_nuclei[0] / len(tile.nuclei) < 1.2)
     (['done'], True)
     """
+    from histolatent.nuclei.detect import _radii, check_threshold
+
+    _radii(radius_um, 1)
     return _find_nuclei(inputs, out, method="log", model=None, slide_mpp=slide_mpp, mpp=mpp, geojson=False,
                         overwrite=overwrite, scheduler=scheduler, n_workers=n_workers, progress=progress,
-                        options={"radius_um": tuple(radius_um), "threshold": threshold})
+                        options={"radius_um": tuple(radius_um), "threshold": check_threshold(threshold)})
 
 
 def segment_nuclei(inputs: Any, out: str | os.PathLike, *, method: str = "watershed", model: Any = None,

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.stain.optical_density import HE_RUIFROK
+from histolatent.stain.optical_density import HE_RUIFROK, check_stain_matrix
 
 
 class StainAugment:
@@ -59,13 +59,9 @@ class StainAugment:
                  sigma_vector: float = 0.05, p: float = 1.0, background: float = 255.0, seed: int = 0) -> None:
         import torch
 
-        s = np.asarray(stain_matrix, dtype=np.float64)
-        if s.shape != (2, 3) or not np.isfinite(s).all():
-            raise InputError(f"stain_matrix: expected a finite (2, 3) array, got shape {s.shape}")
+        s = check_stain_matrix(stain_matrix, rows=2)
         s = s / np.linalg.norm(s, axis=1, keepdims=True)
         residual = np.cross(s[0], s[1])
-        if np.linalg.norm(residual) < 1e-6:
-            raise InputError("stain_matrix: the two stain vectors are parallel")
         for name, v in (("sigma_scale", sigma_scale), ("sigma_shift", sigma_shift),
                         ("sigma_vector", sigma_vector)):
             if not (math.isfinite(v) and v >= 0):

@@ -31,6 +31,7 @@ import numpy as np
 from histolatent.errors import InputError
 from histolatent.io.image import rgb8_from_any
 from histolatent.registry import Registry
+from histolatent.stain.optical_density import check_stain_matrix
 
 NORMALIZERS: Registry[type[StainNormalizer]] = Registry("stain normalizer")
 
@@ -465,7 +466,8 @@ class StainMatrixNormalizer(StainNormalizer):
                 "max_concentrations": self.max_concentrations_.tolist()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self.stain_matrix_ = as_matrix(state, "stain_matrix", (2, 3))
+        self.stain_matrix_ = check_stain_matrix(as_matrix(state, "stain_matrix", (2, 3)),
+                                                name=f"{self.method} state: stain_matrix", rows=2)
         self.max_concentrations_ = as_matrix(state, "max_concentrations", (2,))
         if np.any(self.max_concentrations_ <= 0):
             raise InputError(f"{self.method} state: max_concentrations must be positive")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from histolatent.errors import InputError
-from histolatent.io.atomic import write_image_atomic
+from histolatent.io.atomic import check_output, write_image_atomic
 from histolatent.stain.base import StainNormalizer, create_normalizer, load_normalizer
 
 __all__ = ["IMAGE_SUFFIXES", "Normalized", "compare_normalizers", "fit_normalizer", "normalize_path",
@@ -86,6 +86,8 @@ def fit_normalizer(targets: str | os.PathLike | Sequence[str | os.PathLike], *, 
     paths = [targets] if isinstance(targets, (str, os.PathLike)) else list(targets)
     if not paths:
         raise InputError("targets: expected at least one image")
+    if out is not None:
+        check_output(out, name="out")
     norm = _create(method, params)
     norm.fit([read_image(p) for p in paths])
     if out is not None:
@@ -144,6 +146,9 @@ def normalize_path(normalizer: StainNormalizer | str | os.PathLike, source: str 
 
     norm = normalizer if isinstance(normalizer, StainNormalizer) else load_normalizer(normalizer)
     source, out = Path(source), Path(out)
+    if not source.exists():
+        raise InputError(f"source {str(source)!r}: no such file or folder")
+    check_output(out, name="out", kind="folder" if source.is_dir() else "file")
     before = (norm.n_transformed, norm.n_skipped)
 
     def result(kind: str) -> Normalized:

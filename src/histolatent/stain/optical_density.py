@@ -11,6 +11,8 @@ sparsity weights quoted from them are divided by ``ln 10`` here (e.g. Macenko's
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from histolatent.errors import InputError
@@ -72,11 +74,41 @@ def tissue_pixel_mask(rgb: np.ndarray, *, od_threshold: float = BETA_MACENKO,
     return (od.min(axis=-1) >= od_threshold) & (rgb.max(axis=-1) >= dark_level)
 
 
+def check_stain_matrix(stain_matrix: Any, *, name: str = "stain_matrix", rows: int | None = None) -> np.ndarray:
+    """A stain matrix (one OD stain vector per row, ``(k, 3)``) that can separate its stains.
+
+    Returns it as float64; raises :class:`InputError` naming ``name`` when it is not numeric,
+    not of shape ``(k, 3)`` (``(rows, 3)`` when given), holds NaN or inf, has a zero (or
+    negative-OD) row, or is rank-deficient: rows so nearly parallel (smallest singular value
+    below 1e-3 of the largest) that the least-squares concentrations are meaningless, which
+    would otherwise give a uniform grey or single-stain image without a word.
+
+    >>> check_stain_matrix([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]).shape
+    (2, 3)
+    """
+    try:
+        s = np.asarray(stain_matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: not a numeric matrix") from None
+    want = f"({rows}, 3)" if rows else "(k, 3)"
+    if s.ndim != 2 or s.shape[1] != 3 or s.shape[0] < 1 or (rows is not None and s.shape[0] != rows):
+        raise InputError(f"{name}: expected shape {want}, got {s.shape}")
+    if not np.isfinite(s).all():
+        raise InputError(f"{name}: contains NaN or inf")
+    norms = np.linalg.norm(s, axis=1)
+    if (norms < 1e-6).any() or (s.sum(axis=1) <= 0).any():
+        raise InputError(f"{name}: row(s) {np.flatnonzero((norms < 1e-6) | (s.sum(axis=1) <= 0)).tolist()} are zero "
+                         "or negative; every stain needs a positive optical-density vector")
+    sv = np.linalg.svd(s / norms[:, None], compute_uv=False)
+    if sv[-1] < 1e-3 * sv[0]:
+        raise InputError(f"{name}: rank-deficient (the stain vectors are parallel, singular values "
+                         f"{np.round(sv, 6).tolist()}); the stains cannot be told apart")
+    return s
+
+
 def concentrations_from_od(od: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:
     """Least-squares concentrations ``C`` with ``OD ≈ C @ S``; shape ``od.shape[:-1] + (k,)``."""
-    s = np.asarray(stain_matrix, dtype=np.float64)
-    if s.ndim != 2 or s.shape[1] != 3:
-        raise InputError(f"stain_matrix: expected shape (k, 3), got {s.shape}")
+    s = check_stain_matrix(stain_matrix)
     flat = np.asarray(od, dtype=np.float64).reshape(-1, 3)
     c = np.linalg.lstsq(s.T, flat.T, rcond=None)[0].T  # (N, k)
     return c.reshape(*od.shape[:-1], s.shape[0]).astype(np.float32)

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from histolatent.io.atomic import write_image_atomic
+from histolatent.errors import InputError
+from histolatent.io.atomic import atomic_folder, check_output, write_image_atomic
 from histolatent.io.image import check_mpp
 from histolatent.tissue.grid import TileGrid, tile_grid
 from histolatent.tissue.mask import TissueMask, detect_tissue, mask_from_geojson, mask_from_image
@@ -64,6 +65,7 @@ def write_tissue_mask(slide: Any, out: str | os.PathLike, *, thumbnail_px: int =
     >>> round(mask.tissue_fraction, 2)
     0.25
     """
+    check_output(out, name="out")
     with _opened(slide, slide_mpp) as s:
         mask = detect_tissue(s, thumbnail_px=thumbnail_px, remove_pen=remove_pen, threshold=threshold)
     write_image_atomic(out, (mask.mask * 255).astype(np.uint8))
@@ -106,7 +108,9 @@ def write_tile_grid(slide: Any, out: str | os.PathLike, *, mpp: float, tile_px: 
     remove_pen : bool
         Remove pen marks from a detected mask.
     tiles_dir : path-like, optional
-        Also write every tile to ``tiles_dir/tile_<x>_<y>.png`` (streamed, one at a time).
+        Also write every tile to ``tiles_dir/tile_<x>_<y>.png`` (streamed, one at a time,
+        into a temporary folder that replaces ``tiles_dir`` as a whole once every tile is
+        written; the CSV follows it).
     slide_mpp : float, optional
         µm per level-0 pixel of a file that carries none.
 
@@ -131,12 +135,19 @@ def write_tile_grid(slide: Any, out: str | os.PathLike, *, mpp: float, tile_px: 
     ['tile_0_0.png', 'tile_0_128.png']
     """
     mpp = check_mpp(mpp)
+    check_output(out, name="out")
+    if tiles_dir is not None:
+        check_output(tiles_dir, name="tiles_dir", kind="folder")
+        if Path(tiles_dir).resolve() == Path(out).resolve().parent:
+            raise InputError(f"tiles_dir: {str(tiles_dir)!r} is the folder of the CSV; it is replaced as a whole, "
+                             "so give a folder of its own")
     with _opened(slide, slide_mpp) as s:
         grid = tile_grid(s, mpp=mpp, tile_px=tile_px, stride_px=stride_px, min_tissue=min_tissue,
                          mask=load_tissue_mask(s, mask, remove_pen=remove_pen))
+        with contextlib.ExitStack() as stack:  # the tiles as a whole, then the CSV: never a CSV without its tiles
+            if tiles_dir is not None:
+                tmp = stack.enter_context(atomic_folder(tiles_dir, overwrite=True, name="tiles_dir"))
+                for i, tile in grid.iter_tiles(s):
+                    write_image_atomic(tmp / f"tile_{int(grid.x[i])}_{int(grid.y[i])}.png", tile)
         grid.to_csv(out)
-        if tiles_dir is not None:
-            Path(tiles_dir).mkdir(parents=True, exist_ok=True)
-            for i, tile in grid.iter_tiles(s):
-                write_image_atomic(Path(tiles_dir) / f"tile_{int(grid.x[i])}_{int(grid.y[i])}.png", tile)
     return grid

@@ -234,17 +234,14 @@ def mask_from_image(path_or_array: str | os.PathLike | np.ndarray,
     if isinstance(path_or_array, np.ndarray):
         arr, name = path_or_array, "<array>"
     else:
-        from PIL import Image, UnidentifiedImageError
+        from histolatent.io.image import open_image_file
 
         path = Path(path_or_array)
         name = str(path)
         if not path.is_file():
             raise InputError(f"mask {name!r}: file does not exist")
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("L") if im.mode not in ("1", "L", "I;16", "I") else im)
-        except (UnidentifiedImageError, OSError) as err:
-            raise InputError(f"mask {name!r}: unreadable image ({err})") from None
+        with open_image_file(path, what="mask") as im:
+            arr = np.asarray(im.convert("L") if im.mode not in ("1", "L", "I;16", "I") else im)
     arr = np.asarray(arr)
     if arr.ndim == 3:
         arr = arr.max(axis=-1)
@@ -280,7 +277,15 @@ def mask_from_geojson(path: str | os.PathLike, level0_dimensions: tuple[int, int
     w, h = max(1, round(W / factor)), max(1, round(H / factor))
     sx, sy = w / W, h / H
     mask = np.zeros((h, w), dtype=bool)
-    for exterior, holes in read_geojson_polygons(path):
+    polygons = read_geojson_polygons(path)
+    name = f"mask {str(path)!r}"
+    if not polygons:
+        raise InputError(f"{name}: no Polygon or MultiPolygon (points and lines outline no tissue)")
+    reach = max(float(np.abs(r).max()) for ext, holes in polygons for r in (ext, *holes))
+    if reach > 100.0 * max(W, H):
+        raise InputError(f"{name}: coordinates reach {reach:.3g}, far off the {W} x {H} px slide; "
+                         "expected level-0 pixel coordinates")
+    for exterior, holes in polygons:
         fill = np.zeros_like(mask)
         rr, cc = draw_polygon(exterior[:, 1] * sy - 0.5, exterior[:, 0] * sx - 0.5, shape=mask.shape)
         fill[rr, cc] = True
@@ -288,4 +293,6 @@ def mask_from_geojson(path: str | os.PathLike, level0_dimensions: tuple[int, int
             rr, cc = draw_polygon(hole[:, 1] * sy - 0.5, hole[:, 0] * sx - 0.5, shape=mask.shape)
             fill[rr, cc] = False
         mask |= fill
+    if not mask.any():
+        raise InputError(f"{name}: the polygons cover no part of the {W} x {H} px slide (off the slide, or of no area)")
     return TissueMask(mask, (W, H))

@@ -7,6 +7,7 @@ Loaded with ``torch.load(weights_only=True)``: no arbitrary pickle.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 import torch
 
 from histolatent.errors import InputError
-from histolatent.io.atomic import atomic_path
+from histolatent.io.atomic import atomic_path, remove_stale_temps
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
@@ -33,6 +36,38 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, state: dict[str, Any]
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     ckpts = sorted((Path(run_dir) / "checkpoints").glob("step-*.pt"))
     return ckpts[-1] if ckpts else None
+
+
+def loadable_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint of a run that loads; None when there are none.
+
+    A checkpoint that does not load (truncated by a crash, damaged) is renamed
+    ``<name>.unreadable`` with a warning, and the one before it is tried. Stale temporary
+    files of killed writers are removed first.
+
+    Raises
+    ------
+    InputError
+        There are checkpoints, but none of them loads.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    remove_stale_temps(folder)
+    ckpts = sorted(folder.glob("step-*.pt")) if folder.is_dir() else []
+    errors = []
+    for path in reversed(ckpts):
+        try:
+            state = load_checkpoint(path)
+            if not isinstance(state, dict) or "step" not in state or "model" not in state:
+                raise InputError(f"checkpoint {str(path)!r} cannot be read: not a histolatent checkpoint")
+        except InputError as err:
+            errors.append(str(err))
+            log.warning("%s; trying the checkpoint before it", err)
+            os.replace(path, path.with_name(path.name + ".unreadable"))
+            continue
+        return path
+    if errors:
+        raise InputError(f"run {str(run_dir)!r}: no checkpoint loads ({'; '.join(errors[:3])})")
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

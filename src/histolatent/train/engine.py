@@ -34,10 +34,10 @@ import torch
 from histolatent.config import apply_overrides, dump_yaml, load_yaml
 from histolatent.datasets import create_dataset
 from histolatent.errors import InputError, TrainingError
-from histolatent.io.atomic import write_text_atomic
+from histolatent.io.atomic import check_output, write_text_atomic
 from histolatent.models import copy_weights, create_model
 from histolatent.progress import log_to_file, progress
-from histolatent.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from histolatent.train.checkpoint import load_checkpoint, loadable_checkpoint, save_checkpoint
 from histolatent.train.config import (
     IN_MEMORY,
     RunConfig,
@@ -122,7 +122,8 @@ def fit(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
         cfg = load_run_config(run_dir / CONFIG, overrides, in_memory=in_memory)
         if in_memory:
             check_same_data(cfg.data, describe_data(train_ds), run=str(run_dir))
-        resume_ckpt = latest_checkpoint(run_dir)
+        check_output(run_dir, name="--resume", kind="folder")
+        resume_ckpt = loadable_checkpoint(run_dir)
         if resume_ckpt is None:
             raise InputError(f"--resume {str(run_dir)!r}: no checkpoint to resume from in {run_dir / 'checkpoints'}")
     else:
@@ -141,6 +142,8 @@ def fit(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
                                  f"{cfg.data.get('name')!r}; drop one of them")
             cfg = cfg.model_copy(update={"data": describe_data(train_ds)})
         run_dir = Path(os.environ.get(_RUN_DIR_ENV) or out or cfg.out or new_run_dir("runs", cfg.model["name"]))
+        if _RUN_DIR_ENV not in os.environ:  # a DDP child process finds the folder its parent checked
+            _check_new_run_dir(run_dir)
     if in_memory and cfg.train.val_every and val_ds is None:
         raise InputError(f"train.val_every={cfg.train.val_every}: data are in memory, so validation needs val_data=")
     os.environ[_RUN_DIR_ENV] = str(run_dir)
@@ -148,6 +151,15 @@ def fit(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
         return _launch(cfg, run_dir, resume_ckpt, (train_ds, val_ds) if in_memory else None)
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run never reuses a folder that holds another run (its checkpoints would be resumed)."""
+    check_output(run_dir, name="--out", kind="folder")
+    held = [n for n in (CONFIG, METRICS, "model.json", "weights.safetensors", "checkpoints") if (run_dir / n).exists()]
+    if held:
+        raise InputError(f"--out {str(run_dir)!r}: already holds a run ({', '.join(held)}); continue it with "
+                         f"--resume {run_dir}, or give a new --out")
 
 
 def _launch(cfg: RunConfig, run_dir: Path, resume_ckpt: Path | None, datasets) -> Path:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from histolatent.models.weights import MODEL_JSON, WEIGHTS, load_model, save_weights
+from histolatent.models.weights import MODEL_JSON, WEIGHTS, load_model, run_problem, save_weights
 
 __all__ = ["CONFIG", "METRICS", "MODEL_JSON", "WEIGHTS", "list_runs", "load_model", "new_run_dir",
            "read_metrics", "run_summary", "save_weights"]
@@ -42,20 +42,55 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Model, status, step and last metrics of a run folder; never raises on a damaged run.
+
+    ``status`` is ``finished`` (weights verified), ``broken`` (``problem`` says why: a bad
+    ``model.json``, missing, truncated or changed weights, an unreadable metrics file),
+    ``resumable`` (checkpoints, no weights yet) or ``empty``.
+    """
     run_dir = Path(run_dir)
-    meta = json.loads((run_dir / MODEL_JSON).read_text()) if (run_dir / MODEL_JSON).is_file() else {}
+    problem = run_problem(run_dir)
+    meta: dict[str, Any] = {}
+    if problem is None and (run_dir / MODEL_JSON).is_file():
+        meta = json.loads((run_dir / MODEL_JSON).read_text(encoding="utf-8"))
     ckpts = sorted((run_dir / "checkpoints").glob("step-*.pt")) if (run_dir / "checkpoints").is_dir() else []
-    rows = read_metrics(run_dir)
-    last_train = next((r for r in reversed(rows) if r["split"] == "train"), {})
-    last_val = next((r for r in reversed(rows) if r["split"] == "val"), {})
+    try:
+        rows = read_metrics(run_dir)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        rows, problem = [], problem or f"{METRICS} cannot be read ({err})"
+    last_train = next((r for r in reversed(rows) if r.get("split") == "train"), {})
+    last_val = next((r for r in reversed(rows) if r.get("split") == "val"), {})
+    status = "broken" if problem else "finished" if meta else ("resumable" if ckpts else "empty")
     return {
         "run": str(run_dir),
         "model": meta.get("name", "?"),
-        "status": "finished" if meta else ("resumable" if ckpts else "empty"),
-        "step": meta.get("step", int(ckpts[-1].stem.split("-")[1]) if ckpts else 0),
-        "train": {k: v for k, v in last_train.items() if k not in ("split", "lr") and v != ""},
-        "val": {k: v for k, v in last_val.items() if k not in ("split", "lr") and v != ""},
+        "status": status,
+        "problem": problem or "",
+        "step": meta.get("step", _ckpt_step(ckpts[-1]) if ckpts else 0),
+        "train": _metric_values(last_train),
+        "val": _metric_values(last_val),
     }
+
+
+def _ckpt_step(path: Path) -> int:
+    try:
+        return int(path.stem.split("-")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _metric_values(row: dict) -> dict[str, str]:
+    """The numeric metrics of a metrics.csv row (a damaged cell is left out)."""
+    out = {}
+    for k, v in row.items():
+        if k in ("split", "lr") or k is None or v in ("", None):
+            continue
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
 
 
 def list_runs(root: str | os.PathLike = "runs") -> list[Path]:
