@@ -95,12 +95,23 @@ def log_intensity_torch(x8: Tensor, ws: Workspace | None = None) -> Tensor:
 
     The Macenko torch path works on this instead of OD: ``OD = ln(I0 + 1) - L`` (natural-log
     units) is affine in ``L``, so the offset and every unit conversion fold into the small
-    matrices of the products that follow, and ``log1p`` is about twice as fast on CPU as
-    ``log2`` of ``I + 1``.
+    matrices of the products that follow. A uint8 has 256 values: the logarithm is a lookup
+    in a 256-entry table (a gather with int64 indices runs about twice as fast on CPU as
+    ``log1p`` over every pixel).
     """
+    lut = _LOG1P_LUT.get(x8.device)
+    if lut is None:
+        lut = _LOG1P_LUT[x8.device] = torch.arange(256, dtype=torch.float32, device=x8.device).log1p_()
+    flat = x8.reshape(-1)
     if ws is None:
-        return x8.to(torch.float32).log1p_()
-    return ws.get("lum", tuple(x8.shape), torch.float32, x8.device).copy_(x8).log1p_()
+        return torch.index_select(lut, 0, flat.long()).view(x8.shape)
+    idx = ws.get("lum_index", (flat.numel(),), torch.int64, x8.device).copy_(flat)
+    out = ws.get("lum", tuple(x8.shape), torch.float32, x8.device)
+    torch.index_select(lut, 0, idx, out=out.view(-1))
+    return out
+
+
+_LOG1P_LUT: dict[torch.device, Tensor] = {}
 
 
 def macenko_estimate_torch(lum: Tensor, mask: Tensor | None, *, width: int, alpha: float,
