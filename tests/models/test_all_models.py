@@ -42,6 +42,7 @@ TINY: dict[str, dict] = {
     "slide-cnn": dict(in_channels=3, crop=12, filters=4, hidden=4),
     "vgg-classifier": dict(image_size=16, widths=[4, 4], convs=[1, 1], head="mlp", hidden=4),
     "vgg-segmenter": dict(image_size=16, widths=[4, 8], convs=[1, 1], decoder_scale=1.0),
+    "vgg-vae": dict(image_size=16, widths=[4, 4], convs=[1, 1], latent_dim=3),
     "attention-mil": dict(in_channels=3, crop=6, instance_dim=4, attention_dim=3),
 }
 BATCH = 4

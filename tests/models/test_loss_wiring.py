@@ -82,6 +82,10 @@ COVERAGE: dict[str, list[str] | str] = {
             "test_dim.py::test_one_step_raises_both_mi_estimates_and_trains_the_prior_discriminator"],
     "vgg-classifier": ["test_transfer.py::test_classifier_loss_is_the_cross_entropy_of_its_head_on_pooled_blocks"],
     "vgg-segmenter": ["test_transfer.py::test_segmenter_loss_is_cross_entropy_plus_soft_dice_from_its_logits"],
+    "vgg-vae": [f"{ME}::test_vgg_vae_elbo_from_the_parts",
+                f"{ME}::test_a_training_step_lowers_the_objective_computed_here",
+                "test_vgg_vae.py::test_training_on_a_fixed_batch_lowers_the_reconstruction_error",
+                "test_vgg_vae.py::test_finetune_starts_from_the_vae_backbone"],
     "mean-rgb": "learns nothing: no loss (test_nic.py::test_mean_rgb_is_the_per_channel_mean checks its code)",
 }
 
@@ -365,6 +369,36 @@ def test_spatial_vae_elbo_from_the_parts():
     assert min(float(want[k].detach()) for k in ("kl_z", "kl_theta", "kl_t")) > 1e-3
 
 
+
+# -- DRL's VAE baseline on the VGG backbone -----------------------------------------------------------------------
+VGGVAE = dict(image_size=16, widths=[4, 6], convs=[1, 1], latent_dim=3, recon_sigma=0.3, beta=0.7)
+
+
+def _vgg_vae_elbo(m, x, seed):
+    h = x * 2 - 1
+    for block in m.backbone.blocks:  # the encoder's blocks, one by one
+        h = block(h)
+    mu, logvar = m.to_posterior(h.flatten(1)).chunk(2, dim=1)
+    logvar = logvar.clamp(-12.0, 8.0)
+    torch.manual_seed(seed)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    x_hat = torch.sigmoid(m.decoder(m.from_z(z).view(len(x), 6, 4, 4)))
+    recon = (0.5 * ((x_hat - x) ** 2).flatten(1).sum(1) / m.config.recon_sigma**2).mean()
+    kl = _kl_std_normal(mu, logvar).mean()
+    return {"loss": recon + m.config.beta * kl, "recon": recon, "kl": kl}
+
+
+def test_vgg_vae_elbo_from_the_parts():
+    torch.manual_seed(7)
+    m = create_model("vgg-vae", **VGGVAE)
+    x = _images(3, 3, 16, seed=2)
+    torch.manual_seed(12)
+    got = m.loss_terms(x)
+    want = _vgg_vae_elbo(m, x, 12)
+    for k in ("recon", "kl", "loss"):
+        _close(got[k], want[k], 1e-4)
+    assert float(want["kl"].detach()) > 1e-3  # beta's weight shows in the loss
+
 # -- colouriser and U-Net -----------------------------------------------------------------------------------------
 COLOR = dict(width=4, global_dim=8, global_pool=2, image_size=16, class_weight=0.5, optimizer="adam", lr=1e-3)
 
@@ -432,6 +466,9 @@ def _batch_and_objective(name):
     if name == "spatial-vae":
         x = (_images(4, 1, 6, seed=11) > 0.5).float()
         return dict(SPATIAL, lr=1e-3), {"image": x}, lambda m: _spatial_elbo(m, x, 11)["loss"]
+    if name == "vgg-vae":
+        x = _images(4, 3, 16, seed=14)
+        return dict(VGGVAE, lr=1e-3), {"image": x}, lambda m: _vgg_vae_elbo(m, x, 11)["loss"]
     if name == "colorizer":
         x, y = _images(4, 3, 16, seed=12), torch.tensor([0, 1, 2, 3])
         return COLOR, {"image": x, "label": y}, lambda m: _colorizer_objective(m, x, y)[0]
@@ -439,7 +476,7 @@ def _batch_and_objective(name):
     return dict(UNET, lr=1e-3), {"image": x, "target": y}, lambda m: _unet_objective(m, x, y)[0]
 
 
-@pytest.mark.parametrize("name", ["autoencoder", "mlp-vae", "spatial-vae", "colorizer", "unet"])
+@pytest.mark.parametrize("name", ["autoencoder", "mlp-vae", "spatial-vae", "vgg-vae", "colorizer", "unet"])
 def test_a_training_step_lowers_the_objective_computed_here(name):
     torch.manual_seed(11)
     cfg, batch, objective = _batch_and_objective(name)

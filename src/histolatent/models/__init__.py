@@ -25,6 +25,7 @@ from histolatent.models import (  # noqa: F401  (importing a method's module reg
     unet,
     vae,
     vae_baselines,
+    vgg_vae,
 )
 from histolatent.models.base import PlainOptimizers, RepresentationModel
 from histolatent.models.registry import create_model, list_models, model_class, register_model
