@@ -150,35 +150,50 @@ def _arrays(rng: np.random.Generator, n: int):
         yield np.asarray(values).astype(dtype)
 
 
-@pytest.mark.parametrize("target", ["macenko", "reinhard", "vahadane", "tissue", "log", "watershed"])
-def test_fuzzed_arrays_give_an_input_error_or_a_valid_result(target, good):
+FUZZ_TARGETS = ["macenko", "reinhard", "vahadane", "tissue", "log", "watershed"]
+
+
+def fitted_normaliser(target: str, good: Good):
+    """The stain normaliser ``target`` fitted on the good PNG, or None for the other targets."""
+    from histolatent.io.slide import open_slide
+    from histolatent.stain import create_normalizer
+
+    if target not in ("macenko", "reinhard", "vahadane"):
+        return None
+    with open_slide(good.png) as s:
+        return create_normalizer(target).fit(s.read_level(0, 0, 0, 64, 64))
+
+
+def check_input_error_or_valid(target: str, fitted, arr: np.ndarray) -> None:
+    """``target`` on ``arr``: an InputError, or a result of the promised kind (anything else fails)."""
     from histolatent.io.slide import open_slide
     from histolatent.nuclei.detect import detect_log
     from histolatent.nuclei.watershed import segment_watershed
-    from histolatent.stain import create_normalizer
     from histolatent.tissue.mask import detect_tissue
 
-    fitted = None
-    if target in ("macenko", "reinhard", "vahadane"):
-        with open_slide(good.png) as s:
-            fitted = create_normalizer(target).fit(s.read_level(0, 0, 0, 64, 64))
-    rng = np.random.default_rng(["macenko", "reinhard", "vahadane", "tissue", "log", "watershed"].index(target))
+    try:
+        if fitted is not None:
+            out = fitted.transform(arr)
+            assert out.dtype == np.uint8 and out.shape[-1] in (3, 4)  # RGBA keeps its alpha
+            assert out.shape[:-1] == arr.shape[:out.ndim - 1]
+        elif target == "tissue":
+            with open_slide(arr, mpp=2.0) as s:
+                mask = detect_tissue(s)
+            assert mask.mask.dtype == bool and 0.0 <= mask.tissue_fraction <= 1.0
+        elif target == "log":
+            det = detect_log(arr, mpp=0.5, radius_um=(1.0, 2.0))
+            assert {"x", "y"} <= set(det.columns) and np.isfinite(det[["x", "y"]].to_numpy()).all()
+        else:
+            labels = segment_watershed(arr, mpp=0.5)
+            labels = labels[0] if isinstance(labels, tuple) else labels
+            assert np.asarray(labels).shape[:2] == arr.shape[:2]
+    except InputError:
+        pass
+
+
+@pytest.mark.parametrize("target", FUZZ_TARGETS)
+def test_fuzzed_arrays_give_an_input_error_or_a_valid_result(target, good):
+    fitted = fitted_normaliser(target, good)
+    rng = np.random.default_rng(FUZZ_TARGETS.index(target))
     for arr in _arrays(rng, 25):
-        try:
-            if fitted is not None:
-                out = fitted.transform(arr)
-                assert out.dtype == np.uint8 and out.shape[-1] in (3, 4)  # RGBA keeps its alpha
-                assert out.shape[:-1] == arr.shape[:out.ndim - 1]
-            elif target == "tissue":
-                with open_slide(arr, mpp=2.0) as s:
-                    mask = detect_tissue(s)
-                assert mask.mask.dtype == bool and 0.0 <= mask.tissue_fraction <= 1.0
-            elif target == "log":
-                det = detect_log(arr, mpp=0.5, radius_um=(1.0, 2.0))
-                assert {"x", "y"} <= set(det.columns) and np.isfinite(det[["x", "y"]].to_numpy()).all()
-            else:
-                labels = segment_watershed(arr, mpp=0.5)
-                labels = labels[0] if isinstance(labels, tuple) else labels
-                assert np.asarray(labels).shape[:2] == arr.shape[:2]
-        except InputError:
-            pass
+        check_input_error_or_valid(target, fitted, arr)
