@@ -97,9 +97,11 @@ class StainNormalizer(ABC):
         """Normalise one uint8 ``(H, W, 3)`` image; None = too little tissue (unchanged)."""
 
     def _transform_batch_torch(self, x8, mask):
-        """Batched torch path: ``(N, 3, H, W)`` uint8 -> (intensities: float32 unrounded and
-        unclipped but never NaN, or uint8 already rounded; skipped ``(N,)`` bool). The default runs the numpy path image
-        by image; subclasses with a batched path override it."""
+        """Batched torch path: ``(N, 3, H, W)`` uint8 -> (intensities, skipped ``(N,)`` bool).
+
+        Intensities are float32 (unrounded and unclipped, but never NaN) or an integer dtype
+        already rounded into 0..255 (uint8, or int16 that the caller casts once). The default
+        runs the numpy path image by image; subclasses with a batched path override it."""
         import torch
 
         outs, skipped = [], []
@@ -244,8 +246,9 @@ class StainNormalizer(ABC):
                     batch_fn = (StainNormalizer._transform_batch_torch if self.source_ is not None
                                 else type(self)._transform_batch_torch)
                     oc, sc = batch_fn(self, xc, None if mask is None else mask[i:i + self.batch_chunk])
-                    if oc.dtype != torch.uint8:  # clamp first: +inf -> 255; never NaN (finite matrices)
+                    if oc.is_floating_point():  # clamp first: +inf -> 255; never NaN (finite matrices)
                         oc = oc.clamp_(0, 255).add_(0.5).to(torch.uint8)
+                    # integer results (uint8, or int16 already within 0..255) are cast by the copy below
                     if bool(sc.any()):
                         oc = torch.where(sc[:, None, None, None], xc, oc)
                     out[i:i + self.batch_chunk] = oc
