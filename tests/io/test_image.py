@@ -1,5 +1,7 @@
 """The one image-input policy (histolatent.io.image): every rule, with values that show it."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,17 @@ def test_check_mpp_accepts_the_range_and_optional_none():
     assert check_mpp("0.25") == 0.25
     assert check_mpp(256) == 256.0
     assert check_mpp(None, optional=True) is None
+
+
+def test_tensor_from_a_read_only_array_warns_nothing_and_leaves_the_array_alone():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)  # not square: H and W must not swap
+    frozen = image.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "not writable" warning would raise here
+        x = tensor_from_rgb8(frozen)
+    assert x.shape == (1, 3, 5, 7)
+    assert torch.equal(x[0, :, 2, 6], torch.from_numpy(image[2, 6].astype(np.float32)) / 255.0)
+    x.add_(1.0)  # the tensor is new memory: writing it never reaches the frozen array
+    np.testing.assert_array_equal(frozen, image)

@@ -35,6 +35,7 @@ import contextlib
 import math
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -184,7 +185,10 @@ def tensor_from_rgb8(image: np.ndarray, *, device: Any = None, dtype: Any = None
     rgb = rgb8_from_any(image, batch=True)
     if rgb.ndim == 3:
         rgb = rgb[None]
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device=device)
+    with warnings.catch_warnings():  # a read-only array (a memory map, a zarr read) is never written:
+        # the uint8 view is only read by the cast to float below, which makes the new tensor
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device=device)
     return x.permute(0, 3, 1, 2).to(dtype or torch.float32).div_(255.0)  # (N, 3, H, W)
 
 
