@@ -110,13 +110,15 @@ def mean_rgb(image_size: int, in_channels: int):
     return create_model("mean-rgb", image_size=image_size, in_channels=in_channels)
 
 
-def encoders(task: str, *, quick: bool, seed: int = 0) -> tuple[dict[str, Any], dict[str, dict]]:
+def encoders(task: str, *, quick: bool, seed: int = 0, overrides: dict[str, dict[str, Any]] | None = None
+             ) -> tuple[dict[str, Any], dict[str, dict]]:
     """``({encoder: run folder or model}, {encoder: training info})`` for ``task`` ("digits" / "tissue"),
-    the four trained encoders and mean-RGB."""
+    the four trained encoders and mean-RGB; ``overrides`` = ``{encoder: {dotted key: value}}``."""
     table = {"digits": DIGITS, "tissue": TISSUE}[task]
     runs, infos = {}, {}
     for enc, name in table.items():
-        runs[enc], infos[enc] = trained_encoder(name, steps=QUICK_STEPS[task] if quick else None, seed=seed)
+        runs[enc], infos[enc] = trained_encoder(name, steps=QUICK_STEPS[task] if quick else None, seed=seed,
+                                                overrides=(overrides or {}).get(enc))
     runs["mean-rgb"] = mean_rgb(9, 1) if task == "digits" else mean_rgb(128, 3)
     infos["mean-rgb"] = {"config": None, "steps": 0}
     return runs, infos

@@ -186,3 +186,47 @@ def test_digit_pairs_are_one_digit_twice_or_two_digits():
         create_dataset("nic-digit-pairs", p_empty=0.1)
     batch = ds.__getitems__([5, 1, 77])  # what the data loader asks for: the same pairs
     assert all(all(torch.equal(b[k], ds[i][k]) for k in b) for i, b in zip([5, 1, 77], batch, strict=True))
+
+
+def _shifted(digit: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``digit`` (P, P) moved by (dy, dx) pixels inside its P x P frame, zeros shifted in (brute force)."""
+    p = digit.shape[-1]
+    out = torch.zeros_like(digit)
+    for y in range(p):
+        for x in range(p):
+            if 0 <= y - dy < p and 0 <= x - dx < p:
+                out[y, x] = digit[y - dy, x - dx]
+    return out
+
+
+def test_lattice_cells_hold_their_digit_off_centre_and_fragments_of_others():
+    kw = dict(split="val", seed=2, n_eval=60)  # val: no augmentation, so the digit itself is known
+    plain = create_dataset("nic-digit-patches", **kw)
+    alone = create_dataset("nic-digit-patches", lattice=True, neighbours=0.0, **kw)
+    crowded = create_dataset("nic-digit-patches", lattice=True, neighbours=4.0, **kw)
+    offsets, extra = set(), 0
+    for i in range(60):
+        digit, cell, busy = plain[i]["image"][0], alone[i]["image"][0], crowded[i]["image"][0]
+        assert int(alone[i]["label"]) == int(plain[i]["label"]) == int(crowded[i]["label"])
+        # the cell is the item's own digit moved so that its centre stays in the cell: |shift| <= P // 2
+        found = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if torch.equal(cell, _shifted(digit, dy, dx))]
+        assert found, f"item {i}: the cell is no shift of its digit"
+        offsets.update(found[:1])
+        # neighbours are max-composited over it: never darker, and brighter somewhere in some cells
+        assert bool((busy >= cell).all())
+        extra += int(bool((busy > cell).any()))
+    dys, dxs = {d[0] for d in offsets}, {d[1] for d in offsets}
+    assert min(dys) < 0 < max(dys) and min(dxs) < 0 < max(dxs)  # both directions on both axes
+    assert extra > 20  # with 4 neighbours expected, most cells show a fragment
+    batch = crowded.__getitems__([9, 2, 41])
+    assert all(torch.equal(b["image"], crowded[i]["image"]) for i, b in zip([9, 2, 41], batch, strict=True))
+
+
+def test_lattice_pairs_share_their_cell_when_same():
+    val = create_dataset("nic-digit-pairs", split="val", seed=0, n_eval=80, lattice=True, neighbours=2.0)
+    items = [val[i] for i in range(80)]
+    same = [it for it in items if float(it["label"]) == 1]
+    diff = [it for it in items if float(it["label"]) == 0]
+    assert same and diff
+    assert all(torch.equal(it["image"], it["image2"]) for it in same)  # one cell, no augmentation on val
+    assert not any(torch.equal(it["image"], it["image2"]) for it in diff)

@@ -396,6 +396,11 @@ class DigitPatchesConfig(Config):
     zoom: float = Field(0.1, ge=0, lt=1)
     elastic_alpha: float = Field(0.05, ge=0)
     augment: bool = True
+    lattice: bool = Field(False, description="cells of a NIC digit image instead of centred digits: the digit's "
+                          "centre falls anywhere in the P x P cell and other digits around it show as fragments")
+    neighbours: float = Field(0.65, ge=0, le=8, description="with lattice: expected number of other digits "
+                              "whose top-left corner lies within 2P x 2P of the cell's (the image's digits per "
+                              "pixel x 4 P^2; 0.65 = the paper's 0.2 % at P = 9)")
     split_seed: int = 0
     seed: int | None = None
 
@@ -439,6 +444,8 @@ class NICDigitPatches(Dataset):
         images = torch.zeros(len(idx), 1, cfg.patch, cfg.patch)
         if digit.any():
             images[torch.from_numpy(digit)] = self._views(key, idx[digit], k[digit], view=0)
+        if cfg.lattice:
+            images = self._lattice(key, idx, images, view=0)
         labels_t = torch.from_numpy(labels)
         return [{"image": images[j], "label": labels_t[j]} for j in range(len(idx))]
 
@@ -454,6 +461,47 @@ class NICDigitPatches(Dataset):
 
     def _pick(self, key: int, idx: np.ndarray, tag: int = 1) -> np.ndarray:
         return np.minimum((hash_uniform(key, idx, tag) * len(self.labels)).astype(np.int64), len(self.labels) - 1)
+
+    def _lattice(self, key: int, idx: np.ndarray, x: torch.Tensor, view: int | np.ndarray) -> torch.Tensor:
+        """Items ``x`` ``(N, 1, P, P)`` as cells of a NIC digit image (``lattice``).
+
+        In :func:`histolatent.synth.nic.nic_image` digits sit at random pixel positions and the
+        grid's cells are fixed, so a cell holds its digit off-centre, cut by the cell's edge,
+        with fragments of the digits around it. Here the item's digit gets its centre at a
+        uniform position in the cell, up to 8 other digits (expected ``neighbours``) get their
+        top-left corners anywhere within ``2P x 2P`` of the cell's except where their centre
+        would fall in the cell (a cell is labelled by the digit centred in it), all are
+        max-composited as the image is, and the cell is cut out. An empty item stays empty of
+        its own digit but still shows its neighbours' fragments. ``view`` (an int, or one per
+        item) picks the cell's position and context: items of one view share nothing.
+        """
+        cfg = self.config
+        n, p = len(idx), cfg.patch
+        if not n:
+            return x
+        view = np.broadcast_to(np.asarray(view, dtype=np.int64), idx.shape)
+        canvas = torch.zeros(n, 1, 3 * p, 3 * p)
+        half = p // 2
+        # the item's digit: its centre (top-left + P // 2) anywhere in the central cell [P, 2P)
+        oy, ox = ((hash_uniform(key, idx, view, 20, a) * p).astype(np.int64) for a in (0, 1))
+        slots = 8
+        keep = hash_uniform(key, idx[:, None], view[:, None], 21, np.arange(slots)[None]) < cfg.neighbours / slots
+        ny, nx = ((hash_uniform(key, idx[:, None], view[:, None], 22 + a, np.arange(slots)[None]) * 2 * p).astype(np.int64)
+                  for a in (0, 1))
+        centred = ((ny + half >= p) & (ny + half < 2 * p)) & ((nx + half >= p) & (nx + half < 2 * p))
+        keep &= ~centred
+        other = np.minimum((hash_uniform(key, idx[:, None], view[:, None], 24, np.arange(slots)[None])
+                            * len(self.labels)).astype(np.int64), len(self.labels) - 1)
+        glyphs = torch.from_numpy(self.digits[other].astype(np.float32))  # (N, slots, P, P)
+        for j in range(n):
+            for s in np.flatnonzero(keep[j]):
+                y0, x0 = int(ny[j, s]), int(nx[j, s])
+                view_ = canvas[j, 0, y0:y0 + p, x0:x0 + p]
+                torch.maximum(view_, glyphs[j, s], out=view_)
+            y0, x0 = p + int(oy[j]) - half, p + int(ox[j]) - half
+            view_ = canvas[j, 0, y0:y0 + p, x0:x0 + p]
+            torch.maximum(view_, x[j, 0], out=view_)
+        return canvas[:, :, p:2 * p, p:2 * p].contiguous()
 
     def _views(self, key: int, idx: np.ndarray, k: np.ndarray, view: int) -> torch.Tensor:
         """Digits ``k`` as ``(N, 1, P, P)``, zoomed and elastically deformed on the train split by
@@ -491,7 +539,9 @@ class NICDigitPairs(NICDigitPatches):
     image. Here a location is one digit patch: *same* (``label`` 1, probability ``p_same``) =
     one source digit under two independent augmentations (zoom, elastic deformation); *different*
     (``label`` 0) = another source digit of the split, of any class (a neighbouring patch of a
-    digit image holds an unrelated digit). ``{"image": (1, P, P), "image2": (1, P, P),
+    digit image holds an unrelated digit). With ``lattice``, both views are cells of a digit
+    image (see ``NICDigitPatches._lattice``), and a *same* pair shares its cell's position and
+    neighbours. ``{"image": (1, P, P), "image2": (1, P, P),
     "label": float 1 / 0, "digit": int64, "digit2": int64}`` (the classes, for checks only).
     """
 
@@ -510,6 +560,8 @@ class NICDigitPairs(NICDigitPatches):
                                     len(self.labels) - 2)) % len(self.labels)
         k2 = np.where(same, k, other)
         x1, x2 = self._views(key, idx, k, view=0), self._views(key, idx, k2, view=1)
+        if self.config.lattice:  # same = one cell (position and neighbours) under two augmentations
+            x1, x2 = self._lattice(key, idx, x1, view=0), self._lattice(key, idx, x2, view=(~same).astype(np.int64))
         d1, d2 = torch.from_numpy(self.labels[k].astype(np.int64)), torch.from_numpy(self.labels[k2].astype(np.int64))
         return [{"image": x1[j], "image2": x2[j], "label": torch.tensor(float(same[j])), "digit": d1[j],
                  "digit2": d2[j]} for j in range(len(idx))]
