@@ -36,3 +36,12 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert proc.returncode == 2
     assert "missing.yaml" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_refuses_an_unknown_stage_before_any_work(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--only", "synthpath", "--only", "bogus", "--out", str(out), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "'bogus'" in proc.stderr and "synthpath" in proc.stderr and "compression" in proc.stderr  # lists the stages
+    assert "'synthpath'" not in proc.stderr  # the valid name is not blamed
+    assert not out.exists()  # no empty report, no folder

@@ -11,7 +11,8 @@ def command(
     out: Path = typer.Option(Path("histolatent-demo"), "--out", help="Output folder."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step (data, initialisation, sampling)."),
     quick: bool = typer.Option(False, "--quick", help="Fewer steps: a smoke run in seconds."),
-    only: list[str] = typer.Option([], "--only", help="Run only these stages (repeatable)."),
+    only: list[str] = typer.Option([], "--only", help="Run only these stages (repeatable; an unknown name "
+                                   "is refused with the list of stages)."),
 ) -> None:
     """Run the main job end to end on the samples and synthetic data; prints the report's path."""
     from rich.console import Console

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
+from histolatent.errors import InputError
 from histolatent.report import Section, write_report
 
 #: (module of this package, function) in pipeline order
@@ -49,7 +50,18 @@ class DemoContext:
 
 def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, only: list[str] | None = None,
              progress=None) -> tuple[Path, list[Section]]:
-    """Run the stages; returns (report path, sections)."""
+    """Run the stages (all, or those named in ``only``); returns (report path, sections).
+
+    >>> run_demo("unused", only=["synthpath", "colour"])
+    Traceback (most recent call last):
+    ...
+    histolatent.errors.InputError: only: unknown demo stage 'colour'; the stages are sample_slide, reference_model, synthpath, stain, nuclei, infogan, se2n_vae, target_vae, compression
+    """
+    names = [fn for _, fn in STAGES]
+    unknown = [s for s in (only or []) if s not in names]
+    if unknown:  # before any work: a misspelt stage must not give an empty report and exit 0
+        raise InputError(f"only: unknown demo stage{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(s) for s in unknown)}; the stages are {', '.join(names)}")
     ctx = DemoContext(Path(out), seed=seed, quick=quick)
     ctx.out.mkdir(parents=True, exist_ok=True)
     sections = []
