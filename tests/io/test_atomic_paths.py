@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,3 +65,33 @@ def test_concat_parquet_keeps_order_and_sets_metadata(tmp_path):
     with pytest.raises(InputError, match="columns differ"):
         concat_parquet([parts[0], tmp_path / "other.parquet"], tmp_path / "bad.parquet")
     assert not (tmp_path / "bad.parquet").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_outputs_get_the_mode_a_plain_open_would_give(tmp_path, umask):
+
+    from histolatent.io.atomic import atomic_folder, atomic_path, atomic_paths, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        with open(tmp_path / "plain.txt", "w") as f:  # the reference: what open() and mkdir() give
+            f.write("x")
+        (tmp_path / "plain-dir").mkdir()
+        with atomic_path(tmp_path / "one.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_paths(tmp_path / "a.txt", tmp_path / "b.bin") as (a, b):
+            a.write_text("x")
+            b.write_bytes(b"x")
+        with atomic_folder(tmp_path / "out") as folder:
+            (folder / "inside.txt").write_text("x")
+    finally:
+        os.umask(old)
+
+    def mode(p):
+        return stat.S_IMODE((tmp_path / p).stat().st_mode)
+
+    assert mode("plain.txt") == 0o666 & ~umask and mode("plain-dir") == 0o777 & ~umask
+    for name in ("one.txt", "a.txt", "b.bin", "out/inside.txt"):
+        assert mode(name) == mode("plain.txt"), name
+    assert mode("out") == mode("plain-dir")

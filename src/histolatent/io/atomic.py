@@ -159,6 +159,29 @@ def check_output(path: str | os.PathLike, *, name: str = "out", kind: str = "fil
     return path
 
 
+def current_umask() -> int:
+    """The process's umask (from ``/proc/self/status`` where Linux gives it; else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(tmp: str | os.PathLike, *, folder: bool = False) -> None:
+    """Give a temporary file or folder the mode ``open()`` / ``mkdir()`` would have given it.
+
+    ``tempfile`` makes files 0600 and folders 0700 whatever the umask, and a rename keeps
+    the mode: without this, results on a shared cluster would be unreadable to colleagues.
+    """
+    os.chmod(tmp, (0o777 if folder else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
@@ -174,6 +197,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     suffix = path.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    _plain_mode(tmp)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -214,6 +238,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
             os.close(fd)
+            _plain_mode(tmp)
             tmps.append(Path(tmp))
         yield tmps
         moved: list[tuple[Path, Path | None]] = []
@@ -261,6 +286,7 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False, name: str
             raise InputError(f"{name}: {str(path)!r} already exists (pass overwrite=True / --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
+    _plain_mode(tmp, folder=True)
     try:
         yield tmp
         if path.exists():  # swap: the old folder leaves only once the new one is complete
