@@ -190,7 +190,8 @@ REAL: dict[str, Real] = {
          "--n": ["--n", "2"], "--size": ["--size", "72"], "--mpp": ["--mpp", "1.0"], "--target": ["--target", "2"],
          "--concentrations": ["--concentrations"], "--seed": ["--seed", "1"], "--overwrite": _OVER}),
     "synth slide": Real(
-        ["--out", "{out}/o", "--width", "256", "--height", "256", "--tile-px", "128"], _synth("*.tiff", "*.png"),
+        ["--out", "{out}/o", "--width", "256", "--height", "256", "--tile-px", "128"],
+        _synth("*.tiff", "masks/*.png", "labels.csv"),
         {"--out": ["--out", "{out}/p"],
          "--n": ["--n", "2"], "--width": ["--width", "320"], "--height": ["--height", "320"],
          "--mpp": ["--mpp", "1.0"],

@@ -116,3 +116,17 @@ def test_an_existing_folder_is_kept_unless_overwrite(tmp_path):
     write_digits(tmp_path / "d", n=3, overwrite=True)
     assert len(pd.read_parquet(tmp_path / "d" / "manifest.parquet")) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_slide_folders_hold_slides_labels_and_masks_apart(tmp_path):
+    out = write_slides(tmp_path / "s", n=2, size=(128, 64), tile_px=64, seed=4)
+    from histolatent.io.cohort import list_inputs
+
+    assert [p.name for p in list_inputs(out)] == ["slide_0000.tiff", "slide_0001.tiff"]  # a cohort finds the slides only
+    man = pd.read_parquet(out / "manifest.parquet")
+    labels = pd.read_csv(out / "labels.csv")
+    assert labels.slide_id.tolist() == ["slide_0000", "slide_0001"]  # the grid names compress_cohort gives
+    assert labels.label.tolist() == man.label.tolist() and labels.grade.tolist() == man.grade.tolist()
+    for row in man.itertuples():
+        assert (out / row.lesion_mask).is_file() and (out / row.tissue_mask).is_file()
+        assert row.lesion_mask.startswith("masks/")

@@ -359,10 +359,14 @@ def _lesion(lesion: Any) -> Any:
 def write_slides(out: str | os.PathLike, *, n: int = 1, size: tuple[int, int] = (8192, 8192), mpp: float = 0.5,
                  lesion: Any = "random", tile_px: int = 512, quality: int = 90, seed: int = 0,
                  overwrite: bool = False, progress: bool | None = None) -> Path:
-    """Whole slides (pyramidal JPEG TIFF) with a lesion, and their lesion / tissue masks as PNG.
+    """Whole slides (pyramidal JPEG TIFF) with a lesion, their lesion / tissue masks as PNG, and labels.
 
     Each slide is rendered tile by tile by :func:`~histolatent.synth.slide.write_slide`
     (memory does not grow with its size). Slide label = lesion present; grade = its grade.
+    The folder holds the slides themselves, ``labels.csv`` (``slide_id,label,grade,
+    lesion_fraction``, the table a slide-level learner reads, ``slide_id`` = the file's stem as
+    :func:`~histolatent.embed.compress_cohort` names its grids), the manifest, and the masks in
+    ``masks/``: a cohort command pointed at the folder finds the slides and nothing else.
 
     Parameters
     ----------
@@ -399,6 +403,8 @@ def write_slides(out: str | os.PathLike, *, n: int = 1, size: tuple[int, int] = 
     >>> out = write_slides(tempfile.mkdtemp(), size=(192, 128), tile_px=64, lesion="0.5,0.5,20,3", seed=6)
     >>> pd.read_parquet(out / "manifest.parquet")[["slide", "label", "grade"]].values.tolist()
     [['slide_0000.tiff', 1, 3]]
+    >>> pd.read_csv(out / "labels.csv")[["slide_id", "label"]].values.tolist(), sorted(p.name for p in out.iterdir())
+    ([['slide_0000', 1]], ['labels.csv', 'manifest.json', 'manifest.parquet', 'masks', 'slide_0000.tiff'])
     """
     from histolatent.synth.slide import write_slide
 
@@ -426,14 +432,18 @@ def write_slides(out: str | os.PathLike, *, n: int = 1, size: tuple[int, int] = 
 
             truth = write_slide(tmp / f"{name}.tiff", (width, height), mpp, les, s, tile_px=tile_px,
                                 quality=quality, progress=tick)
-            write_png(tmp / f"{name}_lesion.png", truth.lesion_mask.astype(np.uint8) * 255)
-            write_png(tmp / f"{name}_tissue.png", truth.tissue_mask.astype(np.uint8) * 255)
-            rows.append({"slide_id": i, "slide": f"{name}.tiff", "lesion_mask": f"{name}_lesion.png",
-                         "tissue_mask": f"{name}_tissue.png", "label": truth.label, "grade": truth.grade,
+            (tmp / "masks").mkdir(exist_ok=True)
+            write_png(tmp / "masks" / f"{name}_lesion.png", truth.lesion_mask.astype(np.uint8) * 255)
+            write_png(tmp / "masks" / f"{name}_tissue.png", truth.tissue_mask.astype(np.uint8) * 255)
+            rows.append({"slide_id": i, "slide": f"{name}.tiff", "lesion_mask": f"masks/{name}_lesion.png",
+                         "tissue_mask": f"masks/{name}_tissue.png", "label": truth.label, "grade": truth.grade,
                          "lesion_fraction": truth.lesion_fraction, "mask_mpp": truth.mask_mpp, "mpp": mpp,
                          "width": width, "height": height, "seed": s,
                          "lesion": None if truth.lesion is None else str(truth.lesion)})
-        write_manifest(tmp, pd.DataFrame(rows), kind="slides", params=params)
+        table = pd.DataFrame(rows)
+        labels = table[["label", "grade", "lesion_fraction"]].assign(slide_id=table["slide"].str.removesuffix(".tiff"))
+        labels[["slide_id", "label", "grade", "lesion_fraction"]].to_csv(tmp / "labels.csv", index=False)
+        write_manifest(tmp, table, kind="slides", params=params, extra={"files": {"labels": "labels.csv"}})
     return Path(out)
 
 
