@@ -13,8 +13,9 @@ Each package is mutated in a scratch copy of the repository under ``build/mutati
 working tree is never touched and packages can be run one at a time: a run updates its
 packages in ``benchmarks/results/mutation.json`` and keeps the others.
 
-    make mutate PKG=metrics          # one package
+    make mutate PKG=metrics          # one package (metrics: about 45 min on 2 cores)
     make mutate                      # every core package (hours)
+    python benchmarks/mutation.py metrics --resume   # after an interruption: the untested mutants only
 
 Needs the ``mutate`` extra (``pip install -e ".[mutate]"``). Not part of ``make test``.
 """
@@ -136,17 +137,35 @@ def summarise(package: str, statuses: dict[str, str], seconds: float) -> dict:
     }
 
 
-def run_package(package: str, *, max_children: int | None = None) -> dict:
-    """Mutate one package in a scratch copy and return its :func:`summarise` record."""
+def run_package(package: str, *, max_children: int | None = None, resume: bool = False) -> dict:
+    """Mutate one package in a scratch copy and return its :func:`summarise` record.
+
+    With ``resume``, an existing scratch copy of an interrupted run is kept: mutmut stores each
+    mutant's result as it goes, so only the mutants not yet tested run (the copy must be of the
+    same commit: its ``commit.txt`` is checked).
+    """
     if package not in PACKAGES:
         raise SystemExit(f"unknown package {package!r}; core packages: {', '.join(PACKAGES)}")
-    work = _scratch(package)
+    work = ROOT / "build" / "mutation" / package
+    commit = _head()
+    if resume and (work / "mutants").is_dir():
+        stamp = work / "commit.txt"
+        if not stamp.exists() or stamp.read_text(encoding="utf-8").strip() != commit:
+            raise SystemExit(f"{work} holds a run of another commit; run without --resume")
+        print(f"  resuming the run in {work}", flush=True)
+    else:
+        work = _scratch(package)
+        (work / "commit.txt").write_text(commit + "\n", encoding="utf-8")
+    spent = float((work / "seconds.txt").read_text()) if (work / "seconds.txt").exists() else 0.0
     cmd = [sys.executable, "-m", "mutmut", "run"]
     if max_children:
         cmd += ["--max-children", str(max_children)]
     t0 = time.perf_counter()
-    run = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
+    try:
+        run = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True)
+    finally:  # an interrupted run still counts its time when it is resumed
+        (work / "seconds.txt").write_text(f"{spent + time.perf_counter() - t0:.1f}\n")
+    seconds = spent + time.perf_counter() - t0
     (work / "mutmut-run.log").write_text(run.stdout + "\n--- stderr ---\n" + run.stderr, encoding="utf-8")
     if run.returncode != 0:
         raise SystemExit(f"mutmut run failed for {package} (exit {run.returncode}); see {work / 'mutmut-run.log'}\n"
@@ -159,6 +178,11 @@ def run_package(package: str, *, max_children: int | None = None) -> dict:
     return summarise(package, statuses, seconds)
 
 
+def _head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def _previous(path: Path) -> dict[str, dict]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))["details"]["packages"]
@@ -167,7 +191,7 @@ def _previous(path: Path) -> dict[str, dict]:
 
 
 def main(quick: bool = False, packages: list[str] | None = None, out_dir: str | os.PathLike | None = None,
-         max_children: int | None = None) -> dict:
+         max_children: int | None = None, resume: bool = False) -> dict:
     """Mutate ``packages`` (default ``$HISTOLATENT_MUTATE_PACKAGES``, else every core package)
     and merge their records into ``mutation.json``; returns the figures."""
     from histolatent.bench import check_result_target, results_dir, save_result
@@ -180,7 +204,7 @@ def main(quick: bool = False, packages: list[str] | None = None, out_dir: str | 
     records = {k: v for k, v in _previous(out / "mutation.json").items() if k in PACKAGES}
     for package in packages:
         print(f"mutating {package} ...", flush=True)
-        records[package] = run_package(package, max_children=max_children)
+        records[package] = run_package(package, max_children=max_children, resume=resume)
         r = records[package]
         print(f"  {r['killed']} killed, {r['survived']} survived, {r['timed_out']} timed out, "
               f"{r['no_tests']} without tests: kill rate {r['kill_rate']}", flush=True)
@@ -200,6 +224,8 @@ if __name__ == "__main__":
     parser.add_argument("packages", nargs="*", help=f"core packages to mutate (default: all of {', '.join(PACKAGES)})")
     parser.add_argument("--out-dir", help="results folder (default benchmarks/results)")
     parser.add_argument("--max-children", type=int, help="parallel mutmut workers (default: CPU count)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run of the same commit (mutants already tested are kept)")
     args = parser.parse_args()
-    print(json.dumps(main(packages=args.packages or None, out_dir=args.out_dir, max_children=args.max_children),
-                     indent=2))
+    print(json.dumps(main(packages=args.packages or None, out_dir=args.out_dir, max_children=args.max_children,
+                          resume=args.resume), indent=2))

@@ -63,3 +63,26 @@ def test_dirty_tree_may_write_elsewhere_and_env_allows(tmp_path, dirty_src, monk
     assert bench.save_result("y", {"a": 2.0}, out_dir=tmp_path / "scratch").is_file()
     monkeypatch.setenv("HISTOLATENT_BENCH_ALLOW_DIRTY", "1")
     assert bench.save_result("z", {"a": 3.0}, out_dir=tmp_path / "benchmarks" / "results").is_file()
+
+
+def test_mutation_results_are_parsed_and_counted_as_the_readme_says():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "mutation_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "mutation.py")
+    mut = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mut)
+    text = ("    histolatent.metrics.auc.x_auc__mutmut_1: killed\n"
+            "    histolatent.metrics.auc.x_auc__mutmut_2: survived\n"
+            "histolatent.metrics.auc.x_auc__mutmut_3: timeout\n"
+            "histolatent.metrics.auc.x_roc__mutmut_1: no tests\n"
+            "not a result line\n")
+    st = mut.parse_results(text)
+    assert st == {"histolatent.metrics.auc.x_auc__mutmut_1": "killed", "histolatent.metrics.auc.x_auc__mutmut_2": "survived",
+                  "histolatent.metrics.auc.x_auc__mutmut_3": "timeout", "histolatent.metrics.auc.x_roc__mutmut_1": "no tests"}
+    rec = mut.summarise("metrics", st, 1.0)
+    # killed and timed out count as caught; a mutant no test reaches counts as a survivor
+    assert (rec["killed"], rec["survived"], rec["timed_out"], rec["no_tests"], rec["checked"]) == (1, 1, 1, 1, 4)
+    assert rec["kill_rate"] == 0.5
+    assert rec["survivors"] == ["histolatent.metrics.auc.x_auc__mutmut_2", "histolatent.metrics.auc.x_roc__mutmut_1"]
