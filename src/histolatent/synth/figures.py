@@ -223,5 +223,4 @@ def realism_figure(out_path: str | os.PathLike, *, crop_px: int = 512, mpp: floa
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.chmod(out, 0o644)  # mkstemp's private mode is not wanted for a report figure
     return out
